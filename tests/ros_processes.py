@@ -1,0 +1,43 @@
+"""Start Python code or node executables as separate OS processes for ROS tests, and make sure
+they are gone afterwards. Real processes, real DDS: nothing here touches rclpy."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Sequence
+
+
+@contextmanager
+def running(args: Sequence[str], log_path: Path | None = None,
+            env: dict[str, str] | None = None) -> Iterator[subprocess.Popen]:
+    """Run a command for the duration of a with-block; SIGINT, then SIGKILL, on exit."""
+    log = open(log_path, "w") if log_path else subprocess.DEVNULL
+    proc = subprocess.Popen(list(args), stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, **(env or {})}, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        stop(proc)
+        if log_path:
+            log.close()
+
+
+def python_script(code: str) -> list[str]:
+    """argv that runs a dedented Python snippet in a fresh interpreter."""
+    return [sys.executable, "-c", textwrap.dedent(code)]
+
+
+def stop(proc: subprocess.Popen, timeout: float = 10.0) -> int:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return proc.returncode

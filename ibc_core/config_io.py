@@ -7,6 +7,7 @@ dataclass's own ``validate()`` raises ConfigError naming the full dotted field p
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -28,7 +29,7 @@ def load_config(cls: type[T], source: str | Path | Mapping[str, Any] | None = No
     if source is None:
         raw: dict[str, Any] = {}
     elif isinstance(source, Mapping):
-        raw = dict(source)
+        raw = copy.deepcopy(dict(source))  # overrides must never edit the caller's mapping
     else:
         path = Path(source)
         if not path.is_file():

@@ -1,0 +1,156 @@
+"""The one checkpoint format: a single torch.save'd dict
+
+    format_version, kind, config (full TrainConfig), spec (observation/action shapes),
+    image_spec, task, normalization (per observation key mean/std), action_bounds (env space),
+    memory_size (nearest neighbour), step, weights (state_dict), training_state (optional:
+    optimiser/scheduler for resume; stripped from exported policies).
+
+Loading validates every part and rebuilds the exact network; anything wrong raises
+CheckpointError saying what and where."""
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import torch
+
+from ibc_core.config_io import ConfigError, from_dict, load_config, to_dict
+from ibc_core.data.preprocess import ImageSpec
+from ibc_core.models.base import PolicyNetwork
+from ibc_core.models.build import build_network
+from ibc_core.models.encoders import ObservationSpec
+from ibc_core.normalization import ActionBounds, ObservationStats
+from ibc_core.training.config import TrainConfig
+
+FORMAT_VERSION = 1
+KIND = "ibc_ros.policy"
+_REQUIRED = ("format_version", "kind", "config", "spec", "image_spec", "task", "normalization",
+             "action_bounds", "memory_size", "step", "weights")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, corrupt, truncated or does not match the network it describes."""
+
+
+@dataclass
+class PolicyArtifacts:
+    """Everything besides the weights that defines a trained policy."""
+    config: TrainConfig
+    spec: ObservationSpec
+    image_spec: Optional[ImageSpec]
+    stats: dict[str, ObservationStats]
+    bounds: ActionBounds
+    task: str
+    memory_size: int = 0
+
+    def build(self) -> PolicyNetwork:
+        network = build_network(self.spec, self.config.model, self.config.ebm, self.memory_size)
+        network.encoder.set_statistics(self.stats)
+        return network
+
+
+def save_checkpoint(path: str | Path, network: PolicyNetwork, artifacts: PolicyArtifacts, step: int,
+                    training_state: Optional[dict[str, Any]] = None) -> Path:
+    """Writes atomically (temporary file + rename): an interrupted save never leaves a bad file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format_version": FORMAT_VERSION,
+        "kind": KIND,
+        "config": to_dict(artifacts.config),
+        "spec": {"history_length": artifacts.spec.history_length, "action_dim": artifacts.spec.action_dim,
+                 "state_dim": artifacts.spec.state_dim,
+                 "image_hw": list(artifacts.spec.image_hw) if artifacts.spec.image_hw else None},
+        "image_spec": to_dict(artifacts.image_spec) if artifacts.image_spec else None,
+        "task": artifacts.task,
+        "normalization": {k: v.to_dict() for k, v in artifacts.stats.items()},
+        "action_bounds": artifacts.bounds.to_dict(),
+        "memory_size": artifacts.memory_size,
+        "step": step,
+        "weights": {k: v.detach().cpu() for k, v in network.state_dict().items()},
+    }
+    if training_state is not None:
+        payload["training_state"] = training_state
+    with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".pt.tmp") as tmp:
+        torch.save(payload, tmp)
+    os.replace(tmp.name, path)
+    return path
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The raw payload, after checking it is a readable checkpoint of this format."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises RuntimeError, UnpicklingError, EOFError, ... for bad files
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
+    if not isinstance(payload, dict) or payload.get("kind") != KIND:
+        raise CheckpointError(f"{path} is not an ibc_ros policy checkpoint")
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: format_version {payload.get('format_version')!r} is not supported "
+                              f"(this code reads version {FORMAT_VERSION})")
+    missing = [key for key in _REQUIRED if key not in payload]
+    if missing:
+        raise CheckpointError(f"{path}: missing section(s) {', '.join(missing)}")
+    return payload
+
+
+def artifacts_from_payload(payload: dict[str, Any], path: str | Path,
+                           overrides: Sequence[str] = ()) -> PolicyArtifacts:
+    """overrides: key.sub=value changes to the stored config, for inference settings such as
+    ebm.dfo.samples (a change that alters the network's shape fails when loading weights)."""
+    try:
+        config = load_config(TrainConfig, copy.deepcopy(payload["config"]), overrides)
+        spec_raw = payload["spec"]
+        spec = ObservationSpec(history_length=int(spec_raw["history_length"]),
+                               action_dim=int(spec_raw["action_dim"]), state_dim=spec_raw["state_dim"],
+                               image_hw=tuple(spec_raw["image_hw"]) if spec_raw["image_hw"] else None)
+        image_spec = from_dict(ImageSpec, payload["image_spec"]) if payload["image_spec"] else None
+        stats = {key: ObservationStats.from_dict(payload["normalization"][key]) for key in spec.keys}
+        bounds = ActionBounds.from_dict(payload["action_bounds"])
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: invalid stored configuration: {exc}") from exc
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: malformed spec/normalization/action_bounds section "
+                              f"({type(exc).__name__}: {exc})") from exc
+    if bounds.low.shape != (spec.action_dim,) or bounds.high.shape != (spec.action_dim,):
+        raise CheckpointError(f"{path}: action_bounds have shape {bounds.low.shape}, "
+                              f"expected ({spec.action_dim},)")
+    for key, value in stats.items():
+        expected = (spec.state_dim,) if key == "state" else (3,)
+        if value.mean.shape != expected or value.std.shape != expected:
+            raise CheckpointError(f"{path}: normalization[{key}] has shape {value.mean.shape}, expected {expected}")
+    return PolicyArtifacts(config, spec, image_spec, stats, bounds, str(payload["task"]),
+                           int(payload["memory_size"]))
+
+
+def load_weights(network: PolicyNetwork, weights: dict[str, torch.Tensor], path: str | Path) -> None:
+    expected = network.state_dict()
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    wrong_shape = [f"{k} {tuple(weights[k].shape)} != {tuple(v.shape)}"
+                   for k, v in expected.items() if k in weights and weights[k].shape != v.shape]
+    if missing or unexpected or wrong_shape:
+        details = "; ".join(part for part in (
+            f"missing {missing[:5]}" if missing else "",
+            f"unexpected {unexpected[:5]}" if unexpected else "",
+            f"wrong shape {wrong_shape[:5]}" if wrong_shape else "") if part)
+        raise CheckpointError(f"{path}: weights do not match the configured network: {details}")
+    network.load_state_dict(weights)
+
+
+def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", overrides: Sequence[str] = ()
+                    ) -> tuple[PolicyNetwork, PolicyArtifacts, dict[str, Any]]:
+    """(network in eval mode on device, artifacts, raw payload)."""
+    payload = read_checkpoint(path)
+    artifacts = artifacts_from_payload(payload, path, overrides)
+    network = artifacts.build()
+    load_weights(network, payload["weights"], path)
+    return network.to(device).eval(), artifacts, payload

@@ -1,0 +1,200 @@
+"""Training / model / inference configuration (config/train_*.yaml), defaults from appendix D.2.
+
+The model, ebm and data.history_length sections are stored in every checkpoint: they rebuild
+the exact network and its inference procedure.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional
+
+
+def _require(condition: bool, field_name: str, rule: str, value: Any) -> None:
+    # config_io prefixes the section path, so the message reads "optim: lr must be > 0, got -1".
+    if not condition:
+        raise ValueError(f"{field_name} {rule}, got {value!r}")
+
+
+@dataclass
+class AugmentConfig:
+    shift_pixels: int = 0        # random image translation (replicate padding), 0 = off
+    brightness: float = 0.0      # random brightness scale in [1 - b, 1 + b], 0 = off
+
+    def validate(self) -> None:
+        _require(self.shift_pixels >= 0, "shift_pixels", "must be >= 0", self.shift_pixels)
+        _require(0.0 <= self.brightness < 1.0, "brightness", "must be in [0, 1)", self.brightness)
+
+
+@dataclass
+class DataConfig:
+    path: str = ""                       # dataset directory (meta.json + episodes/)
+    observation_keys: Optional[list[str]] = None  # policy inputs among the dataset's; null = all
+    history_length: int = 2              # observation sequence length
+    action_buffer: float = 0.05          # widen data min/max by this fraction on each side
+    successful_only: bool = True         # train on successful demonstrations only
+    max_episodes: Optional[int] = None
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def validate(self) -> None:
+        _require(self.observation_keys is None or (bool(self.observation_keys)
+                 and set(self.observation_keys) <= {"state", "rgb"}), "observation_keys",
+                 "must be null or a non-empty subset of [state, rgb]", self.observation_keys)
+        _require(self.history_length >= 1, "history_length", "must be >= 1", self.history_length)
+        _require(0.0 <= self.action_buffer < 1.0, "action_buffer", "must be in [0, 1)", self.action_buffer)
+        _require(self.max_episodes is None or self.max_episodes >= 1, "max_episodes", "must be >= 1",
+                 self.max_episodes)
+
+
+@dataclass
+class EncoderConfig:
+    channels: tuple[int, ...] = (32, 64, 128, 256)   # ConvMaxPool: 3x3 conv + 2x2 max-pool each
+    pooling: Literal["avg", "spatial_softmax"] = "avg"
+    coordconv: bool = False
+
+    def validate(self) -> None:
+        _require(bool(self.channels) and min(self.channels) >= 1, "channels", "must be positive", self.channels)
+
+
+@dataclass
+class MLPConfig:
+    width: int = 128
+    depth: int = 8                       # hidden dense layers
+    resnet: bool = False                 # dense ResNet: hidden layers in pre-activation pairs
+    spectral_norm: bool = False
+    activation: Literal["relu", "swish"] = "relu"
+    dropout: float = 0.0
+
+    def validate(self) -> None:
+        _require(self.width >= 1, "width", "must be >= 1", self.width)
+        _require(self.depth >= 1, "depth", "must be >= 1", self.depth)
+        _require(0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)", self.dropout)
+
+
+@dataclass
+class MDNConfig:
+    components: int = 8
+    train_temperature: float = 1.0       # mixture logits are divided by it in the NLL
+    test_temperature: float = 1.0        # ... and at inference, before picking the mode
+    test_variance_exponent: float = 1.0  # "sample" mode: std ** exponent shrinks sampling noise
+    inference: Literal["mode", "sample"] = "mode"
+
+    def validate(self) -> None:
+        _require(self.components >= 1, "components", "must be >= 1", self.components)
+        _require(self.train_temperature > 0, "train_temperature", "must be > 0", self.train_temperature)
+        _require(self.test_temperature > 0, "test_temperature", "must be > 0", self.test_temperature)
+
+
+@dataclass
+class NearestNeighbourConfig:
+    projection_dim: int = 128            # images: random linear projection (appendix C.4)
+    projection_seed: int = 0
+
+
+@dataclass
+class ModelConfig:
+    kind: Literal["ebm", "mse", "mdn", "nn"] = "ebm"
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    mlp: MLPConfig = field(default_factory=MLPConfig)
+    mdn: MDNConfig = field(default_factory=MDNConfig)
+    nn: NearestNeighbourConfig = field(default_factory=NearestNeighbourConfig)
+
+
+@dataclass
+class DFOConfig:
+    samples: int = 16384                 # per action dimension for the autoregressive sampler
+    iterations: int = 3
+    sigma_init: float = 0.33
+    shrink: float = 0.5                  # K
+
+    def validate(self) -> None:
+        _require(self.samples >= 1, "samples", "must be >= 1", self.samples)
+        _require(self.iterations >= 1, "iterations", "must be >= 1", self.iterations)
+        _require(self.sigma_init >= 0, "sigma_init", "must be >= 0", self.sigma_init)
+        _require(0 < self.shrink <= 1, "shrink", "must be in (0, 1]", self.shrink)
+
+
+@dataclass
+class LangevinConfig:
+    iterations: int = 50
+    step_init: float = 0.1
+    step_final: float = 1e-5
+    power: float = 2.0                   # polynomial step-size decay
+    delta_clip: Optional[float] = 0.1    # clip on the full step, as a fraction of half the range
+    noise_scale: float = 1.0
+    update: Literal["ibc", "correct"] = "ibc"   # paper's eq. 6 or true Langevin eq. 8
+    inference_samples: int = 512
+    second_chain: bool = True            # inference: a second chain from the first one's end
+    second_chain_step_init: Optional[float] = None  # None: same schedule as the first chain
+
+    def validate(self) -> None:
+        _require(self.iterations >= 1, "iterations", "must be >= 1", self.iterations)
+        _require(self.step_init > 0, "step_init", "must be > 0", self.step_init)
+        _require(self.step_final >= 0, "step_final", "must be >= 0", self.step_final)
+        _require(self.inference_samples >= 1, "inference_samples", "must be >= 1", self.inference_samples)
+        _require(self.delta_clip is None or self.delta_clip > 0, "delta_clip", "must be > 0 or null",
+                 self.delta_clip)
+
+
+@dataclass
+class GradientPenaltyConfig:
+    enabled: bool = False
+    margin: float = 1.0                  # M
+    weight: float = 1.0
+
+
+@dataclass
+class EBMConfig:
+    sampler: Literal["dfo", "autoregressive", "langevin"] = "dfo"
+    counter_examples: int = 256          # per sample (per action dimension when autoregressive)
+    dfo: DFOConfig = field(default_factory=DFOConfig)
+    autoregressive_train_iterations: int = 1   # Algorithm 2 iterations run while training
+    langevin: LangevinConfig = field(default_factory=LangevinConfig)
+    gradient_penalty: GradientPenaltyConfig = field(default_factory=GradientPenaltyConfig)
+
+    def validate(self) -> None:
+        _require(self.counter_examples >= 1, "counter_examples", "must be >= 1", self.counter_examples)
+        _require(self.autoregressive_train_iterations >= 1, "autoregressive_train_iterations", "must be >= 1",
+                 self.autoregressive_train_iterations)
+
+
+@dataclass
+class OptimConfig:
+    batch_size: int = 512                # global batch (split across data-parallel processes)
+    steps: int = 10000
+    lr: float = 1e-3
+    lr_decay: float = 0.99
+    lr_decay_steps: int = 100
+    weight_decay: float = 0.0
+
+    def validate(self) -> None:
+        _require(self.batch_size >= 1, "batch_size", "must be >= 1", self.batch_size)
+        _require(self.steps >= 0, "steps", "must be >= 0", self.steps)
+        _require(self.lr > 0, "lr", "must be > 0", self.lr)
+        _require(0 < self.lr_decay <= 1, "lr_decay", "must be in (0, 1]", self.lr_decay)
+        _require(self.lr_decay_steps >= 1, "lr_decay_steps", "must be >= 1", self.lr_decay_steps)
+
+
+@dataclass
+class RunConfig:
+    out_dir: str = "runs/ibc"
+    seed: int = 0
+    device: str = "auto"                 # auto | cpu | cuda | cuda:N
+    threads: int = 0                     # torch CPU threads; 0 keeps torch's default
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    log_every: int = 50
+    progress: bool = True
+
+    def validate(self) -> None:
+        for name in ("checkpoint_every", "log_every", "keep_checkpoints"):
+            _require(getattr(self, name) >= 1, name, "must be >= 1", getattr(self, name))
+        _require(self.threads >= 0, "threads", "must be >= 0", self.threads)
+
+
+@dataclass
+class TrainConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    ebm: EBMConfig = field(default_factory=EBMConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)

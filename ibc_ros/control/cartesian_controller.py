@@ -1,0 +1,84 @@
+"""Setpoint -> joint command pipeline of the cell, run by the sim env and the ROS controller
+node alike: delta setpoints (5 Hz) -> workspace clamp -> linear interpolation -> IK ->
+per-cycle joint step limit -> joint positions (100 Hz)."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from ibc_ros.control.config import ControllerConfig
+from ibc_ros.control.envelope import SafetyEnvelope
+from ibc_ros.control.ik import IKError, XArmIK
+from ibc_ros.control.interpolation import SetpointInterpolator
+
+log = logging.getLogger(__name__)
+
+
+class CartesianController:
+    """Call ``reset`` once, then ``on_setpoint_delta`` whenever a setpoint arrives and
+    ``step`` every control cycle. Times ``t`` are seconds on any monotonic clock."""
+
+    def __init__(self, config: ControllerConfig, ik: XArmIK | None = None):
+        self.config = config
+        self.envelope = SafetyEnvelope(config)
+        self.ik = ik or XArmIK(config.ik)
+        self._interpolator = SetpointInterpolator(config.setpoint_period_s, np.zeros(3))
+        self._joints = np.zeros(6)
+        self._ee_target = np.zeros(3)
+        self.estopped = False
+        self.ik_failures = 0
+        self.reset()
+
+    @property
+    def setpoint(self) -> np.ndarray:
+        """The last commanded (clamped) setpoint xyz: where the interpolation is heading."""
+        return self._interpolator.goal
+
+    @property
+    def joint_command(self) -> np.ndarray:
+        return self._joints.copy()
+
+    @property
+    def ee_target(self) -> np.ndarray:
+        return self._ee_target.copy()
+
+    def reset(self, start_xy: np.ndarray | None = None, t: float = 0.0) -> np.ndarray:
+        """Put the setpoint at ``start_xy`` (default: config.start_xy), clear the e-stop and
+        return the joint positions for it (the pose to move the arm to before streaming)."""
+        start = self.envelope.clamp_target(self.config.start_xy if start_xy is None else start_xy)
+        self._joints = self.ik.solve(start, seed=np.array(self.config.ik.rest_joints))
+        self._ee_target = start
+        self._interpolator.reset(start, t)
+        self.estopped = False
+        return self._joints.copy()
+
+    def on_setpoint_delta(self, delta_xy: np.ndarray, t: float) -> np.ndarray:
+        """Move the setpoint by (dx, dy) metres from the previous setpoint; returns the new
+        clamped setpoint. Ignored (returns the current one) while e-stopped."""
+        delta = self.envelope.clamp_delta(delta_xy)
+        if self.estopped:
+            return self.setpoint
+        goal = self.envelope.clamp_target(self.setpoint[:2] + delta)
+        self._interpolator.set_goal(goal, t)
+        return goal
+
+    def step(self, t: float) -> tuple[np.ndarray, np.ndarray]:
+        """Joint command q[6] and interpolated Cartesian target xyz for time ``t``.
+        Holds the last setpoint when setpoints stop."""
+        target = self._interpolator.position(t)
+        try:
+            solution = self.ik.solve(target)
+        except IKError as exc:
+            # Unreachable despite the envelope: hold the arm where it is commanded now.
+            self.ik_failures += 1
+            log.warning("holding position: %s", exc)
+            return self._joints.copy(), self._ee_target.copy()
+        self._joints = self.envelope.limit_joint_step(self._joints, solution)
+        self._ee_target = target
+        return self._joints.copy(), target.copy()
+
+    def estop(self, t: float) -> None:
+        """Stop at the currently commanded point and ignore setpoints until ``reset``."""
+        self._interpolator.hold(t)
+        self.estopped = True

@@ -1,0 +1,94 @@
+"""XArmIK and CartesianController (ibc_ros/control) on the real xarm6_pusher.urdf in PyBullet."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ibc_ros.control import CartesianController, IKError, XArmIK, load_controller_config
+
+
+@pytest.fixture(scope="module")
+def config():
+    return load_controller_config()
+
+
+@pytest.fixture(scope="module")
+def ik(config):
+    solver = XArmIK(config.ik)
+    yield solver
+    solver.close()
+
+
+def test_ik_reaches_targets_across_the_workspace(ik, config):
+    rest = np.array(config.ik.rest_joints)
+    height = config.workspace.height
+    for x in np.linspace(0.2, 0.6, 5):
+        for y in np.linspace(-0.45, 0.45, 7):
+            if not 0.2 <= np.hypot(x, y) <= 0.65:
+                continue
+            target = np.array([x, y, height])
+            q = ik.solve(target, seed=rest)
+            assert np.linalg.norm(ik.forward(q) - target) < 1e-4, target
+            assert np.all(q >= ik.lower) and np.all(q <= ik.upper)
+
+
+def test_ik_reports_unreachable_targets(ik, config):
+    with pytest.raises(IKError, match="residual"):
+        ik.solve(np.array([1.2, 0.0, config.workspace.height]), seed=np.array(config.ik.rest_joints))
+
+
+def test_controller_streams_joint_commands_that_track_the_interpolated_target(config, ik):
+    controller = CartesianController(config, ik=ik)
+    controller.reset()
+    period = config.period_s
+    ticks = round(config.setpoint_period_s / period)
+    t = 0.0
+    for _ in range(10):
+        goal = controller.on_setpoint_delta(np.array([0.01, 0.02]), t)
+        previous = controller.joint_command
+        for _ in range(ticks):
+            t += period
+            q, target = controller.step(t)
+            assert np.all(np.abs(q - previous) <= config.max_joint_step + 1e-12)
+            assert np.linalg.norm(ik.forward(q) - target) < 1e-3
+            previous = q
+        np.testing.assert_allclose(target, goal, atol=1e-9)
+    held = controller.joint_command
+    for _ in range(30):                            # setpoints stop: hold position
+        t += period
+        q, target = controller.step(t)
+    np.testing.assert_allclose(q, held, atol=1e-6)
+    np.testing.assert_allclose(target, goal)
+    assert controller.ik_failures == 0
+
+
+def test_controller_rejects_bad_setpoints_and_estop_holds(config, ik):
+    controller = CartesianController(config, ik=ik)
+    controller.reset([0.4, 0.0])
+    before = controller.setpoint
+    with pytest.raises(ValueError):
+        controller.on_setpoint_delta(np.array([np.nan, 0.0]), 0.0)
+    np.testing.assert_allclose(controller.setpoint, before)
+    controller.on_setpoint_delta(np.array([0.05, 0.0]), 0.0)
+    controller.step(0.1)
+    controller.estop(0.1)
+    stopped_at = controller.setpoint
+    assert stopped_at[0] == pytest.approx(0.425)
+    controller.on_setpoint_delta(np.array([0.05, 0.0]), 0.2)
+    _, target = controller.step(0.5)
+    np.testing.assert_allclose(target, stopped_at)
+    controller.reset([0.4, 0.0])
+    assert not controller.estopped
+
+
+def test_setpoints_are_clamped_to_the_workspace(config, ik):
+    controller = CartesianController(config, ik=ik)
+    controller.reset()
+    t = 0.0
+    for _ in range(40):                           # push far outside the box in -y
+        controller.on_setpoint_delta(np.array([0.0, -0.1]), t)
+        t += config.setpoint_period_s
+    assert controller.setpoint[1] == pytest.approx(config.workspace.y[0])
+    _, target = controller.step(t + 1.0)
+    assert target[1] == pytest.approx(config.workspace.y[0])
+    assert controller.ik_failures == 0

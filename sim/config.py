@@ -84,8 +84,13 @@ class TaskConfig:
     # Particle tasks (appendix C.5).
     particle_dim: int = 2
     particle_goal_radius: float = 0.05
+    # Demonstrations from a noisy oracle (IRvS experiments): Gaussian noise of this standard
+    # deviation, as a fraction of the action limit, is added to every oracle action. 0 = exact oracle.
+    oracle_noise: float = 0.0
 
     def validate(self) -> None:
+        if self.oracle_noise < 0:
+            raise ValueError(f"oracle_noise must be >= 0, got {self.oracle_noise}")
         if self.max_steps < 1 or self.success_tolerance <= 0 or self.control_hz <= 0:
             raise ValueError("max_steps, success_tolerance and control_hz must be positive")
         if not set(self.observation_keys) <= {"state", "rgb"} or not self.observation_keys:

@@ -40,9 +40,20 @@ class OraclePolicy:
         self.observation_keys = ("state",)
         self.action_low = np.asarray(env.action_low)
         self.action_high = np.asarray(env.action_high)
+        self.noise_std = config.oracle_noise * (self.action_high - self.action_low) / 2.0
+        self._noise_rng: np.random.Generator | None = None
 
     def reset(self) -> None:
         self.oracle.reset()
+        self._noise_rng = None
 
     def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
-        return np.clip(self.oracle.act(obs), self.action_low, self.action_high).astype(np.float32)
+        action = self.oracle.act(obs)
+        if np.any(self.noise_std > 0):
+            if self._noise_rng is None:
+                # Seeded by the episode's first observation (itself a function of the env seed),
+                # so a noisy dataset is the same for any number of ibc-data workers.
+                first = np.ascontiguousarray(obs["state"], dtype=np.float32).tobytes()
+                self._noise_rng = np.random.default_rng(list(first))
+            action = action + self._noise_rng.normal(0.0, self.noise_std)
+        return np.clip(action, self.action_low, self.action_high).astype(np.float32)

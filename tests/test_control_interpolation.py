@@ -63,8 +63,14 @@ def test_targets_inside_the_envelope_are_unchanged(envelope):
 
 def test_joint_step_and_delta_limits(envelope):
     previous = np.zeros(6)
-    limited = envelope.limit_joint_step(previous, np.array([1.0, -1.0, 0.01, 0, 0, -0.02]))
-    np.testing.assert_allclose(limited, [envelope.max_joint_step, -envelope.max_joint_step, 0.01, 0, 0, -0.02])
+    target = np.array([1.0, -1.0, 0.01, 0, 0, -0.02])
+    limited = envelope.limit_joint_step(previous, target)
+    # One factor for all joints: the step keeps the direction of the full joint move (the tip
+    # stays on the chord towards the target) and the largest joint moves exactly the limit.
+    np.testing.assert_allclose(limited, target * envelope.max_joint_step)
+    assert np.max(np.abs(limited)) == pytest.approx(envelope.max_joint_step)
+    small = np.array([0.01, 0, 0, 0, 0, -0.02])
+    np.testing.assert_allclose(envelope.limit_joint_step(previous, small), small)
     np.testing.assert_allclose(envelope.clamp_delta([0.5, -0.02]), [envelope.max_setpoint_step, -0.02])
     for bad in ([np.nan, 0.0], [0.1], [np.inf, 0.0]):
         with pytest.raises(ValueError, match="setpoint delta"):

@@ -66,7 +66,9 @@ class CartesianController:
     def step(self, t: float) -> tuple[np.ndarray, np.ndarray]:
         """Joint command q[6] and interpolated Cartesian target xyz for time ``t``.
         Holds the last setpoint when setpoints stop."""
-        target = self._interpolator.position(t)
+        # The workspace ring is not convex: a straight segment between two clamped setpoints
+        # can cut inside its inner radius (measured 29 mm), so every cycle's target is clamped.
+        target = self.envelope.clamp_target(self._interpolator.position(t))
         try:
             solution = self.ik.solve(target)
         except IKError as exc:

@@ -1,10 +1,13 @@
 """ibc-data: oracle demonstrations in the project's dataset format.
 
     ibc-data generate --task push_states --episodes 2000 --out data/push_states --workers 2
+    ibc-data generate --task push_states --episodes 150 --out data/push_noisy \
+             --set oracle_noise=0.3 --keep-failed --seed 100000     # IRvS: noisy, failures kept
 
 Episode i uses environment seed --seed + i (training seeds stay below 1,000,000; evaluation
 uses seeds from there). Failed oracle episodes are left out (reported at the end). Pixel
 tasks store frames preprocessed with the task's image_spec (recorded in meta.json).
+--keep-failed stores failed episodes too (success=False), for return-aware training (IRvS).
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from ibc_core.data.preprocess import preprocess_image
 from sim.config import TaskConfig, load_task_config, task_names
 from sim.rollout import run_episode
 from sim.tasks import EVAL_SEED_BASE, OraclePolicy, make_env
+from ibc_ros.recording.bag_to_dataset import add_from_bags_subcommand
 
 _worker_state: dict = {}
 
@@ -39,40 +43,44 @@ def dataset_meta(config: TaskConfig, env, first_seed: int, episodes: int) -> dic
         meta["image_spec"] = to_dict(config.image_spec)
     if config.kind == "particle":
         meta["success_tolerance"] = config.particle_goal_radius
+    if config.oracle_noise > 0:
+        meta["oracle_noise"] = config.oracle_noise
     return meta
 
 
-def _init_worker(task: str, overrides: list[str]) -> None:
+def _init_worker(task: str, overrides: list[str], keep_failed: bool = False) -> None:
     env = make_env(task, overrides)
-    _worker_state.update(env=env, policy=OraclePolicy(env))
+    _worker_state.update(env=env, policy=OraclePolicy(env), keep_failed=keep_failed)
 
 
 def _generate(seed: int) -> Episode | None:
     env, policy = _worker_state["env"], _worker_state["policy"]
     rollout = run_episode(env, policy, seed, record_observations=True)
-    if not rollout.success:
+    if not rollout.success and not _worker_state["keep_failed"]:
         return None
     observations = {"state": np.stack(rollout.observations["state"])}
     if "rgb" in rollout.observations:
         spec = env.config.image_spec
         observations["rgb"] = np.stack([preprocess_image(f, spec) for f in rollout.observations["rgb"]])
-    return Episode(actions=np.stack(rollout.actions), observations=observations, success=True, seed=seed,
+    return Episode(actions=np.stack(rollout.actions), observations=observations, success=rollout.success, seed=seed,
                    info={"final_distance": rollout.final_distance})
 
 
-def _episodes(task: str, overrides: list[str], seeds: range, workers: int) -> Iterator[Episode | None]:
+def _episodes(task: str, overrides: list[str], seeds: range, workers: int,
+              keep_failed: bool = False) -> Iterator[Episode | None]:
     if workers == 1:
-        _init_worker(task, overrides)
+        _init_worker(task, overrides, keep_failed)
         yield from map(_generate, seeds)
         return
     context = multiprocessing.get_context("spawn")   # PyBullet clients must not be forked
-    with context.Pool(workers, initializer=_init_worker, initargs=(task, overrides)) as pool:
+    with context.Pool(workers, initializer=_init_worker, initargs=(task, overrides, keep_failed)) as pool:
         yield from pool.imap(_generate, seeds, chunksize=4)   # ordered: same dataset for any W
 
 
 def generate(task: str, episodes: int, out: Path, workers: int = 1, seed: int = 0,
-             overrides: list[str] | None = None) -> tuple[int, int]:
-    """Write oracle demos for seeds [seed, seed + episodes); returns (written, failed)."""
+             overrides: list[str] | None = None, keep_failed: bool = False) -> tuple[int, int]:
+    """Write oracle demos for seeds [seed, seed + episodes); returns (written, failed);
+    keep_failed also writes the failed episodes (success=False; counted in both)."""
     overrides = overrides or []
     if episodes < 1 or workers < 1:
         raise ValueError("--episodes and --workers must be >= 1")
@@ -84,12 +92,12 @@ def generate(task: str, episodes: int, out: Path, workers: int = 1, seed: int = 
     probe.close()
     writer = DatasetWriter(out, meta)
     written = failed = 0
-    progress = tqdm(_episodes(task, overrides, range(seed, seed + episodes), workers), total=episodes,
+    progress = tqdm(_episodes(task, overrides, range(seed, seed + episodes), workers, keep_failed), total=episodes,
                     desc=f"{task} demos", unit="ep")
     for episode in progress:
-        if episode is None:
+        if episode is None or not episode.success:
             failed += 1
-        else:
+        if episode is not None:
             writer.add(episode)
             written += 1
         progress.set_postfix(failed=failed)
@@ -108,15 +116,22 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--seed", type=int, default=0, help="seed of the first episode")
     gen.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="task config override, e.g. --set max_steps=100")
+    gen.add_argument("--keep-failed", action="store_true",
+                     help="also store failed episodes (success=False), e.g. noisy-oracle data for IRvS")
+    add_from_bags_subcommand(sub)  # recorded rosbag2 demonstrations (ibc_ros.recording, no rclpy)
     args = parser.parse_args(argv)
+    if args.command != "generate":
+        return args.func(args)
     start = time.perf_counter()
     try:
-        written, failed = generate(args.task, args.episodes, args.out, args.workers, args.seed, args.overrides)
+        written, failed = generate(args.task, args.episodes, args.out, args.workers, args.seed, args.overrides,
+                                   args.keep_failed)
     except (ConfigError, DatasetError, ValueError) as exc:
         print(f"ibc-data: error: {exc}", file=sys.stderr)
         return 2
     elapsed = time.perf_counter() - start
-    print(f"wrote {written} episodes to {args.out} ({failed} failed oracle episodes left out) "
+    outcome = "kept" if args.keep_failed else "left out"
+    print(f"wrote {written} episodes to {args.out} ({failed} failed oracle episodes {outcome}) "
           f"in {elapsed:.1f} s ({elapsed / max(args.episodes, 1):.3f} s/episode)")
     return 0
 

@@ -1,0 +1,162 @@
+"""What every ibc_ros node shares: dataclass configs from ROS parameters, message conversions,
+and a main() runner. The only module besides the node wrappers that touches rclpy/messages.
+
+Node parameters come from a params file (config/<node>.yaml, `/**: ros__parameters:`) and
+`-p name:=value`; each node's parameters are exactly the fields of its config dataclass (nested
+dataclasses as dotted names), validated by ibc_core.config_io like every other config.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+import typing
+from typing import Any, Callable, Sequence, TypeVar
+
+import numpy as np
+import rclpy
+from builtin_interfaces.msg import Time as TimeMsg
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rcl_interfaces.msg import ParameterDescriptor
+from sensor_msgs.msg import Image, JointState
+
+from ibc_core.config_io import ConfigError, load_config
+
+T = TypeVar("T")
+JOINT_NAMES = tuple(f"joint{i}" for i in range(1, 7))
+
+
+# ---------------------------------------------------------------------------- parameters
+def _flat_defaults(cls: type, prefix: str = "") -> dict[str, Any]:
+    defaults: dict[str, Any] = {}
+    hints = typing.get_type_hints(cls)
+    instance = cls()
+    for f in dataclasses.fields(cls):
+        value = getattr(instance, f.name)
+        if dataclasses.is_dataclass(hints[f.name]):
+            defaults.update(_flat_defaults(hints[f.name], f"{prefix}{f.name}."))
+        else:
+            defaults[prefix + f.name] = list(value) if isinstance(value, tuple) else value
+    return defaults
+
+
+def config_from_parameters(node: Node, cls: type[T]) -> T:
+    """Declare one ROS parameter per config field (default = dataclass default), build cls.
+
+    Parameters are dynamically typed so YAML's `1` for a float field is fine; the dataclass
+    loader checks types and validate() and raises ConfigError naming the field.
+    """
+    raw: dict[str, Any] = {}
+    for name, default in _flat_defaults(cls).items():
+        descriptor = ParameterDescriptor(dynamic_typing=True)
+        # An empty list has no ROS type: declare it unset, keep the dataclass default if unset.
+        value = node.declare_parameter(name, None if default == [] else default, descriptor).value
+        if value is None:
+            continue
+        node_dict = raw
+        *parents, leaf = name.split(".")
+        for part in parents:
+            node_dict = node_dict.setdefault(part, {})
+        node_dict[leaf] = list(value) if isinstance(value, (list, tuple)) or hasattr(value, "tolist") else value
+    try:
+        return load_config(cls, raw)
+    except ConfigError as exc:
+        raise ConfigError(f"node {node.get_name()}: parameter {exc}") from exc
+
+
+# ---------------------------------------------------------------------------- messages
+def image_msg(frame: np.ndarray, stamp: TimeMsg, frame_id: str = "camera_color_optical_frame") -> Image:
+    """RGB uint8 [H, W, 3] -> sensor_msgs/Image rgb8."""
+    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+        raise ValueError(f"expected an RGB uint8 image [H, W, 3], got {frame.dtype} {frame.shape}")
+    msg = Image(height=frame.shape[0], width=frame.shape[1], encoding="rgb8",
+                is_bigendian=0, step=frame.shape[1] * 3)
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    msg.data = np.ascontiguousarray(frame).tobytes()
+    return msg
+
+
+def check_image(msg: Image) -> None:
+    """ValueError, naming what is wrong, unless msg is a non-empty rgb8/bgr8 image whose data
+    matches its header (cheap: reads the header and the data length only)."""
+    if msg.encoding not in ("rgb8", "bgr8"):
+        raise ValueError(f"unsupported image encoding {msg.encoding!r} (need rgb8 or bgr8)")
+    if msg.height == 0 or msg.width == 0:
+        raise ValueError(f"empty image ({msg.width}x{msg.height})")
+    if msg.step < msg.width * 3 or len(msg.data) != msg.height * msg.step:
+        raise ValueError(f"image data does not match its header: {len(msg.data)} bytes for "
+                         f"{msg.width}x{msg.height} {msg.encoding} with step {msg.step}")
+
+
+def image_array(msg: Image) -> np.ndarray:
+    """sensor_msgs/Image (rgb8 or bgr8) -> RGB uint8 [H, W, 3] (a copy); check_image's errors."""
+    check_image(msg)
+    rows = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)
+    frame = rows[:, :msg.width * 3].reshape(msg.height, msg.width, 3)
+    return np.ascontiguousarray(frame[..., ::-1] if msg.encoding == "bgr8" else frame)
+
+
+def joint_state_msg(positions: Sequence[float], stamp: TimeMsg) -> JointState:
+    msg = JointState(name=list(JOINT_NAMES), position=[float(q) for q in positions])
+    msg.header.stamp = stamp
+    return msg
+
+
+def joint_positions(msg: JointState) -> np.ndarray:
+    """Finite positions ordered joint1..joint6 whatever the message's order (extra joints are
+    ignored; no names = exactly six positions in order). ValueError names what is wrong: a
+    missing or repeated joint, names and positions of different lengths, a non-finite value."""
+    if not msg.name:
+        if len(msg.position) != len(JOINT_NAMES):
+            raise ValueError(f"unnamed joint positions must be {len(JOINT_NAMES)} values, got {len(msg.position)}")
+        positions = np.asarray(msg.position, dtype=float)
+    else:
+        if len(msg.name) != len(msg.position):
+            raise ValueError(f"{len(msg.name)} joint names but {len(msg.position)} positions")
+        if len(set(msg.name)) != len(msg.name):
+            raise ValueError(f"repeated joint names {list(msg.name)}")
+        by_name = dict(zip(msg.name, msg.position))
+        missing = [name for name in JOINT_NAMES if name not in by_name]
+        if missing:
+            raise ValueError(f"joint(s) {missing} missing (got {list(msg.name)})")
+        positions = np.asarray([by_name[name] for name in JOINT_NAMES], dtype=float)
+    if not np.all(np.isfinite(positions)):
+        raise ValueError(f"non-finite joint positions {positions.tolist()}")
+    return positions
+
+
+def stamp_seconds(stamp: TimeMsg) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def age_seconds(node: Node, stamp: TimeMsg) -> float:
+    """How old a header stamp is on this node's clock."""
+    return node.get_clock().now().nanoseconds * 1e-9 - stamp_seconds(stamp)
+
+
+# ---------------------------------------------------------------------------- main
+def run_node(factory: Callable[[], Node], args: Sequence[str] | None = None, threads: int = 2) -> None:
+    """rclpy.init, build the node, spin it on a multi-threaded executor, shut down cleanly on
+    Ctrl-C / SIGTERM-driven shutdown; a node may define close() to release hardware."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        try:
+            node = factory()
+        except Exception as exc:  # configuration / checkpoint / hardware errors at start-up
+            print(f"fatal: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+            raise SystemExit(1) from exc
+        executor = MultiThreadedExecutor(num_threads=threads)
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            close = getattr(node, "close", None)
+            if callable(close):
+                close()
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()

@@ -1,0 +1,126 @@
+"""controller node: setpoint_delta (5 Hz) -> joint_command + ee_target (100 Hz).
+
+All motion logic (workspace clamp, linear interpolation from the last commanded target over the
+policy period, PyBullet IK, per-cycle joint step limit, hold, e-stop) is
+ibc_ros.control.CartesianController configured by config/controller.yaml - the same code and
+file the sim env uses. This node only wires it to topics and services:
+  sub setpoint_delta (geometry_msgs/Vector3Stamped: x=dx, y=dy m; stamp = image stamp)
+  pub joint_command (sensor_msgs/JointState), ee_target (geometry_msgs/PoseStamped),
+      controller/setpoint (geometry_msgs/PointStamped: the clamped goal, on every change)
+  srv controller/estop, controller/reset (std_srvs/Trigger)
+Setpoints stamped before the last reset, or older than max_setpoint_age, are dropped.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from geometry_msgs.msg import PointStamped, PoseStamped, Vector3Stamped
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+from std_srvs.srv import Trigger
+
+from ibc_ros.control import CartesianController, load_controller_config
+from ibc_ros.nodes.common import age_seconds, config_from_parameters, joint_state_msg, run_node, stamp_seconds
+from ibc_ros.paths import share_file
+
+
+@dataclass
+class ControllerNodeConfig:
+    config_file: str = "controller.yaml"   # ControllerConfig YAML; a bare name is looked up in config/
+    max_setpoint_age: float = 1.0          # s; older setpoints are late and dropped
+
+    def validate(self) -> None:
+        if self.max_setpoint_age <= 0:
+            raise ValueError(f"max_setpoint_age must be positive, got {self.max_setpoint_age}")
+
+
+def controller_config_path(name: str) -> Path:
+    path = Path(name)
+    return path if path.is_absolute() or path.exists() else share_file("config", name)
+
+
+class ControllerNode(Node):
+    def __init__(self) -> None:
+        super().__init__("controller")
+        self.node_config = config_from_parameters(self, ControllerNodeConfig)
+        self.config = load_controller_config(controller_config_path(self.node_config.config_file))
+        self.controller = CartesianController(self.config)
+        self._orientation = self.config.ik.tip_orientation
+        self._reset_stamp = self._now()
+        self.joint_pub = self.create_publisher(JointState, "joint_command", 10)
+        self.target_pub = self.create_publisher(PoseStamped, "ee_target", 10)
+        self.setpoint_pub = self.create_publisher(PointStamped, "controller/setpoint", 10)
+        self.create_subscription(Vector3Stamped, "setpoint_delta", self._on_setpoint, 10)
+        self.create_service(Trigger, "controller/estop", self._on_estop)
+        self.create_service(Trigger, "controller/reset", self._on_reset)
+        self.create_timer(self.config.period_s, self._on_tick)
+        self._reset()
+
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _reset(self) -> None:
+        self._reset_stamp = self._now()
+        self.controller.reset(t=self._reset_stamp)
+        self._publish_setpoint()
+
+    def _publish_setpoint(self) -> None:
+        msg = PointStamped()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.point.x, msg.point.y, msg.point.z = (float(v) for v in self.controller.setpoint)
+        self.setpoint_pub.publish(msg)
+
+    def _on_setpoint(self, msg: Vector3Stamped) -> None:
+        if stamp_seconds(msg.header.stamp) < self._reset_stamp:
+            return  # computed from a frame of the previous episode
+        age = age_seconds(self, msg.header.stamp)
+        if age > self.node_config.max_setpoint_age:
+            self.get_logger().warning(f"dropping a setpoint {age:.2f} s late", throttle_duration_sec=1.0)
+            return
+        if self.controller.estopped:
+            self.get_logger().warning("e-stopped: setpoint ignored (call controller/reset)",
+                                      throttle_duration_sec=2.0)
+            return
+        try:
+            self.controller.on_setpoint_delta(np.array([msg.vector.x, msg.vector.y]), self._now())
+        except ValueError as exc:  # NaN/inf: the envelope refuses it, the arm keeps its target
+            self.get_logger().error(f"setpoint rejected: {exc}", throttle_duration_sec=1.0)
+            return
+        self._publish_setpoint()
+
+    def _on_tick(self) -> None:
+        now = self.get_clock().now()
+        joints, target = self.controller.step(now.nanoseconds * 1e-9)
+        stamp = now.to_msg()  # the exact time the target was interpolated for
+        self.joint_pub.publish(joint_state_msg(joints, stamp))
+        pose = PoseStamped()
+        pose.header.stamp, pose.header.frame_id = stamp, "link_base"
+        pose.pose.position.x, pose.pose.position.y, pose.pose.position.z = (float(v) for v in target)
+        (pose.pose.orientation.x, pose.pose.orientation.y,
+         pose.pose.orientation.z, pose.pose.orientation.w) = (float(v) for v in self._orientation)
+        self.target_pub.publish(pose)
+
+    def _on_estop(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        self.controller.estop(self._now())
+        self.get_logger().warning("E-STOP: holding the current target; controller/reset resumes")
+        response.success, response.message = True, "holding position"
+        return response
+
+    def _on_reset(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        self._reset()
+        response.success = True
+        response.message = f"setpoint reset to {np.round(self.controller.setpoint, 3).tolist()}"
+        return response
+
+    def close(self) -> None:
+        self.controller.ik.close()
+
+
+def main(args: list[str] | None = None) -> None:
+    run_node(ControllerNode, args)
+
+
+if __name__ == "__main__":
+    main()

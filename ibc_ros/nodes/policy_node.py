@@ -1,0 +1,212 @@
+"""policy node: camera/image_raw -> 5 Hz IBC inference -> setpoint_delta.
+
+  sub camera/image_raw (keep-last-1: only the newest frame is kept),
+      observation/state (std_msgs/Float32MultiArray; only for policies that observe "state": sim)
+  pub setpoint_delta (geometry_msgs/Vector3Stamped: x=dx, y=dy m, header.stamp = image stamp),
+      policy/energy_image (sensor_msgs/Image: energy inset on the frame, only with subscribers),
+      policy/latency (std_msgs/Float32: s from the frame's capture stamp to the setpoint, node clock),
+      policy/inference_time (std_msgs/Float32: wall s of Policy.act)
+  srv policy/reset (std_srvs/Trigger): new episode - clears the frame history
+Inference runs in a timer at rate_hz (not in the image callback), always on the newest frame;
+frames older than max_frame_age, already used, or from before the last reset are not acted on.
+act_on_new_frames: true (the lock-step sim, which renders exactly one frame per policy step and
+holds its clock until the answer) runs the same inference as soon as a new frame is there, woken
+by a guard condition instead of the timer. A state-observing policy acts only once the state
+published with the frame has arrived too (the two topics are not delivered in a fixed order).
+The checkpoint (ibc_core Policy API) does its own crop/resize (ibc_core.data.preprocess), the
+same as in training, and keeps the frame history it was trained with.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from geometry_msgs.msg import Vector3Stamped
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import Image
+from std_msgs.msg import Float32, Float32MultiArray
+from std_srvs.srv import Trigger
+
+from ibc_ros.energy_overlay import energy_overlay
+from ibc_ros.nodes.common import (age_seconds, check_image, config_from_parameters, image_array, image_msg, run_node,
+                                  stamp_seconds)
+from ibc_ros.paths import share_dir
+
+# The real cell observes the table through the camera only; "state" (block/target poses) exists
+# in simulation, where the sim node publishes it on observation/state with every frame.
+SUPPORTED_OBSERVATIONS = {"rgb", "state"}
+
+
+@dataclass
+class PolicyNodeConfig:
+    checkpoint: str = "policies/push_pixels.pt"
+    device: str = "auto"               # auto = cuda when present, else cpu
+    rate_hz: float = 5.0
+    max_frame_age: float = 0.5         # s; older frames are refused
+    energy_resolution: int = 32        # energy grid per axis for policy/energy_image
+    torch_threads: int = 0             # 0 = torch's default
+    act_on_new_frames: bool = False    # true: act on each new frame at once (lock-step sim)
+
+    def validate(self) -> None:
+        if self.rate_hz <= 0 or self.max_frame_age <= 0 or self.energy_resolution < 2:
+            raise ValueError("rate_hz and max_frame_age must be positive, energy_resolution >= 2")
+
+
+class PolicyLoadError(RuntimeError):
+    pass
+
+
+def resolve_checkpoint(name: str) -> Path:
+    """A path as given (absolute or relative to the working directory), else in the share dir."""
+    candidates = [Path(name)] if Path(name).is_absolute() else [Path.cwd() / name, share_dir() / name]
+    candidates = list(dict.fromkeys(candidate.resolve() for candidate in candidates))
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise PolicyLoadError(f"policy checkpoint {name!r} not found (looked at {', '.join(map(str, candidates))}); "
+                          "train one (README: ibc-train) or pass policy:=/path/to/checkpoint.pt")
+
+
+class PolicyNode(Node):
+    def __init__(self) -> None:
+        super().__init__("policy")
+        self.config = config_from_parameters(self, PolicyNodeConfig)
+        self.policy = self._load_policy()
+        self._frame: Image | None = None
+        self._state: np.ndarray | None = None
+        self._state_fresh = False          # a state arrived since the last action
+        self._frame_lock = threading.Lock()
+        self._last_used_stamp = -1.0
+        self._reset_stamp = -1.0
+        self.refused_old = 0
+        self.rejected_frames = 0
+
+        acting = MutuallyExclusiveCallbackGroup()  # inference and reset never interleave
+        self.setpoint_pub = self.create_publisher(Vector3Stamped, "setpoint_delta", 10)
+        self.energy_pub = self.create_publisher(Image, "policy/energy_image", 1)
+        self.latency_pub = self.create_publisher(Float32, "policy/latency", 10)
+        self.inference_pub = self.create_publisher(Float32, "policy/inference_time", 10)
+        self._wake = self.create_guard_condition(self._on_tick, callback_group=acting) \
+            if self.config.act_on_new_frames else None
+        self.create_subscription(Image, "camera/image_raw", self._on_image, qos_profile_sensor_data,
+                                 callback_group=MutuallyExclusiveCallbackGroup())
+        if "state" in self.policy.observation_keys:
+            self.get_logger().warning("this policy observes 'state': only the sim node provides it")
+            self.create_subscription(Float32MultiArray, "observation/state", self._on_state, 10,
+                                     callback_group=MutuallyExclusiveCallbackGroup())
+        self.create_service(Trigger, "policy/reset", self._on_reset, callback_group=acting)
+        if not self.config.act_on_new_frames:
+            self.create_timer(1.0 / self.config.rate_hz, self._on_tick, callback_group=acting)
+
+    def _load_policy(self):
+        import torch
+        from ibc_core.policy import Policy
+        if self.config.torch_threads > 0:
+            torch.set_num_threads(self.config.torch_threads)
+        path = resolve_checkpoint(self.config.checkpoint)
+        policy = Policy.load(path, device=self.config.device)
+        unsupported = set(policy.observation_keys) - SUPPORTED_OBSERVATIONS
+        if unsupported:
+            raise PolicyLoadError(f"{path} needs observation(s) {sorted(unsupported)}; the ROS stack provides "
+                                  f"{sorted(SUPPORTED_OBSERVATIONS)} (camera images) - use a pixel policy")
+        self.get_logger().info(f"loaded {path} on {policy.device}: observations {policy.observation_keys}, "
+                               f"history {policy.history_length}, image spec {policy.image_spec}")
+        return policy
+
+    def _on_image(self, msg: Image) -> None:
+        try:
+            check_image(msg)  # a bad frame never replaces the newest good one
+        except ValueError as exc:
+            self.rejected_frames += 1
+            self.get_logger().error(f"camera frame rejected: {exc}", throttle_duration_sec=2.0)
+            return
+        with self._frame_lock:
+            self._frame = msg
+        self._wake_up()
+
+    def _on_state(self, msg: Float32MultiArray) -> None:
+        with self._frame_lock:
+            self._state = np.asarray(msg.data, dtype=np.float32)
+            self._state_fresh = True
+        self._wake_up()
+
+    def _wake_up(self) -> None:
+        if self._wake is not None:
+            self._wake.trigger()
+
+    def _on_reset(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        self.policy.reset()
+        with self._frame_lock:
+            self._state, self._state_fresh = None, False
+        self._reset_stamp = self.get_clock().now().nanoseconds * 1e-9
+        response.success, response.message = True, "history cleared"
+        return response
+
+    def _take_frame(self) -> Image | None:
+        with self._frame_lock:
+            msg = self._frame
+            # The state is published right before its frame: wait for it rather than pair the
+            # frame with the previous step's state.
+            state_missing = "state" in self.policy.observation_keys and not self._state_fresh
+        if msg is None or state_missing:
+            return None
+        stamp = stamp_seconds(msg.header.stamp)
+        if stamp <= self._last_used_stamp or stamp < self._reset_stamp:
+            return None  # nothing new since the last action / from the previous episode
+        age = age_seconds(self, msg.header.stamp)
+        if age > self.config.max_frame_age:
+            self.refused_old += 1
+            self.get_logger().warning(f"newest frame is {age:.2f} s old (max {self.config.max_frame_age} s): "
+                                      "not acting on it", throttle_duration_sec=2.0)
+            return None
+        self._last_used_stamp = stamp
+        return msg
+
+    def _on_tick(self) -> None:
+        msg = self._take_frame()
+        if msg is None:
+            return
+        frame = image_array(msg)
+        observation = {"rgb": frame}
+        if "state" in self.policy.observation_keys:
+            with self._frame_lock:
+                observation["state"] = self._state  # published just before this frame
+                self._state_fresh = False
+        started = time.perf_counter()
+        action = self.policy.act(observation)
+        inference = time.perf_counter() - started
+        if not np.all(np.isfinite(action)):
+            self.get_logger().error(f"policy returned a non-finite action {action.tolist()}: not published",
+                                    throttle_duration_sec=2.0)
+            return
+        setpoint = Vector3Stamped()
+        setpoint.header.stamp = msg.header.stamp
+        setpoint.header.frame_id = "link_base"
+        setpoint.vector.x, setpoint.vector.y = float(action[0]), float(action[1])
+        self.setpoint_pub.publish(setpoint)
+        self.latency_pub.publish(Float32(data=float(age_seconds(self, msg.header.stamp))))
+        self.inference_pub.publish(Float32(data=float(inference)))
+        if self.energy_pub.get_subscription_count() > 0 and self.policy.action_dim == 2:
+            self._publish_energy(frame, action, msg)
+
+    def _publish_energy(self, frame: np.ndarray, action: np.ndarray, msg: Image) -> None:
+        try:
+            xs, ys, energies = self.policy.energy_grid(None, resolution=self.config.energy_resolution)
+        except (ValueError, NotImplementedError, AttributeError) as exc:  # explicit baselines have no energy
+            self.get_logger().warning(f"no energy image: {exc}", once=True)
+            return
+        overlay = energy_overlay(frame, xs, ys, energies, action)
+        self.energy_pub.publish(image_msg(overlay, msg.header.stamp, msg.header.frame_id))
+
+
+def main(args: list[str] | None = None) -> None:
+    run_node(PolicyNode, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,367 @@
+"""sim node: the PyBullet twin of the cell behind the camera + arm interfaces, and the episode
+supervisor of `ibc-ros launch real_push sim:=true episodes:=N`.
+
+  sub joint_command (sensor_msgs/JointState)           -> simulated xArm joint position targets
+  sub controller/setpoint (geometry_msgs/PointStamped) -> the effector target in the state
+  pub joint_states (100 Hz sim time), camera/image_raw (rgb8, camera_hz, stamp = render time),
+      observation/state (std_msgs/Float32MultiArray, just before every frame: the task's state
+      vector as sim.PushEnv builds it - for state-observing policies; hardware has no such topic),
+      /clock (rosgraph_msgs/Clock: the other nodes run with use_sim_time:=true),
+      task/success (std_msgs/Bool), task/distance (std_msgs/Float32, m) at status_hz
+  srv sim/reset (std_srvs/Trigger): abandon the episode and start the next seed
+Episodes (supervise: true, the real_push stack): reset the world (seed = first_seed + k), then
+controller/reset and policy/reset (so neither acts on the previous episode), run until success or
+the task's max_steps policy periods, print the result, repeat; after `episodes` episodes
+(0 = forever) print the summary, write summary_file (JSON) if set, and exit - which ends the
+stack. supervise: false (the record_demos stack): the operator owns the episodes - the scene runs
+until sim/reset puts the next seed's scene up (and resets the controller); no policy is waited for.
+
+Timing (lockstep: true, the default) reproduces in-process `ibc-eval` step for step: sim time
+only advances when the stack has answered. Every 10 ms tick first publishes the new /clock time,
+then waits (wall time, at most step_timeout) for the controller's joint_command stamped with that
+time, applies it and steps physics - exactly PushEnv.step's order. With a policy present, frames
+are rendered only at policy-step boundaries (every 1/control_hz = 0.2 s of sim time, the
+controller's setpoint cycle; camera_hz is not used), and sim time stands still until the
+controller has taken the policy's setpoint for that frame (controller/setpoint stamped at the
+boundary): the observation is exactly the scene at the boundary, and the action starts there,
+however long inference takes. The policy node acts on every new frame (act_on_new_frames), not on
+a sim-time timer that a frozen clock would never fire. lockstep: false free-runs like a real cell:
+frames at camera_hz, commands applied when they arrive. real_time_factor caps the speed in both.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from rclpy.time import Time
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import Image, JointState
+from geometry_msgs.msg import PointStamped
+from std_msgs.msg import Bool, Float32, Float32MultiArray
+from std_srvs.srv import Trigger
+
+from ibc_ros.control import SafetyEnvelope, load_controller_config
+from ibc_ros.nodes.common import (config_from_parameters, image_msg, joint_positions, joint_state_msg,
+                                  run_node, stamp_seconds)
+from sim.block_push import PushWorld
+from sim.config import load_task_config
+
+START_TIME_S = 1.0  # sim clock origin; 0 reads as "no time yet" to ROS clocks
+
+
+@dataclass
+class SimNodeConfig:
+    task: str = "push_pixels"
+    episodes: int = 0                  # stop after this many (0 = run until shut down)
+    first_seed: int = 1_000_000        # evaluation seeds (training data uses seeds below this)
+    max_steps: int = 0                 # policy periods per episode; 0 = the task's max_steps
+    real_time_factor: float = 1.0      # sim seconds per wall second (upper bound)
+    camera_hz: float = 10.0            # sim-time render rate (TinyRenderer on CPU costs ~40 ms/frame)
+    camera_width: int = 0              # 0 = the task's render size (pixel tasks: ibc-eval's frames;
+                                       # state tasks: half the camera's 640x360)
+    camera_height: int = 0
+    status_hz: float = 10.0
+    service_timeout: float = 30.0      # wall s to wait for controller/reset and policy/reset
+    summary_file: str = ""             # write the episode results as JSON here at the end
+    supervise: bool = True             # run episodes itself; false: the operator resets (sim/reset)
+    lockstep: bool = True              # sim time waits for joint commands and the policy (see above)
+    step_timeout: float = 10.0         # lockstep: wall s to wait for a command/setpoint, then go on
+
+    def validate(self) -> None:
+        if self.episodes < 0 or self.first_seed < 0 or self.max_steps < 0:
+            raise ValueError("episodes, first_seed and max_steps must be >= 0")
+        if min(self.real_time_factor, self.camera_hz, self.status_hz, self.service_timeout, self.step_timeout) <= 0:
+            raise ValueError("real_time_factor, camera_hz, status_hz, service_timeout and step_timeout "
+                             "must be positive")
+
+
+@dataclass
+class EpisodeResult:
+    seed: int
+    success: bool
+    steps: int
+    distance: float
+
+
+class SimNode(Node):
+    def __init__(self) -> None:
+        super().__init__("sim")
+        self.config = config_from_parameters(self, SimNodeConfig)
+        self.task = load_task_config(self.config.task)
+        self.max_steps = self.config.max_steps or self.task.max_steps
+        controller = load_controller_config()
+        self.dt = controller.period_s
+        self.ticks_per_step = round(controller.rate_hz / self.task.control_hz)
+        self.camera_every = max(1, round(1.0 / (self.config.camera_hz * self.dt)))
+        self.status_every = max(1, round(1.0 / (self.config.status_hz * self.dt)))
+        self.render_size = self._render_size()
+        self.world = PushWorld(self.task, controller)
+        self.start_setpoint = SafetyEnvelope(controller).clamp_target(controller.start_xy)[:2]
+        self._setpoint = self.start_setpoint.copy()
+        self.sim_time = START_TIME_S
+        self.results: list[EpisodeResult] = []
+        self._command: tuple[np.ndarray, float] | None = None
+        self._setpoint_stamp = 0.0         # stamp of the controller's newest setpoint
+        self._paced_by_policy = False      # lockstep with a policy: frames at step boundaries
+        self._reset_stamp = START_TIME_S
+        self._command_lock = threading.Condition()
+        self._reset_requested = threading.Event()
+        self._stop = threading.Event()
+
+        services = ReentrantCallbackGroup()
+        self.clock_pub = self.create_publisher(Clock, "/clock", 10)
+        self.joint_pub = self.create_publisher(JointState, "joint_states", 10)
+        self.image_pub = self.create_publisher(Image, "camera/image_raw", qos_profile_sensor_data)
+        self.state_pub = self.create_publisher(Float32MultiArray, "observation/state", 10)
+        self.create_subscription(PointStamped, "controller/setpoint", self._on_setpoint, 10)
+        self.success_pub = self.create_publisher(Bool, "task/success", 10)
+        self.distance_pub = self.create_publisher(Float32, "task/distance", 10)
+        self.create_subscription(JointState, "joint_command", self._on_command, 1)
+        self.create_service(Trigger, "sim/reset", self._on_reset, callback_group=services)
+        self.controller_reset = self.create_client(Trigger, "controller/reset", callback_group=services)
+        self.policy_reset = self.create_client(Trigger, "policy/reset", callback_group=services)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _render_size(self) -> tuple[int, int]:
+        if self.config.camera_width and self.config.camera_height:
+            return self.config.camera_width, self.config.camera_height
+        if "rgb" in self.task.observation_keys:
+            return self.task.render_width, self.task.render_height  # the frames ibc-eval's policy sees
+        # State tasks: the frames only pace the policy and show the scene; a full 640x360
+        # CPU render (~110 ms) would hold the sim below real time. Same view, half size.
+        return self.task.camera.width // 2, self.task.camera.height // 2
+
+    # ------------------------------------------------------------------ callbacks
+    def _on_command(self, msg: JointState) -> None:
+        try:
+            q = joint_positions(msg)
+        except ValueError as exc:
+            self.get_logger().error(f"bad joint_command rejected: {exc}", throttle_duration_sec=1.0)
+            return
+        with self._command_lock:
+            self._command = (q, stamp_seconds(msg.header.stamp))
+            self._command_lock.notify_all()
+
+    def _on_setpoint(self, msg: PointStamped) -> None:
+        stamp = stamp_seconds(msg.header.stamp)
+        if stamp >= self._reset_stamp:
+            with self._command_lock:
+                self._setpoint = np.array([msg.point.x, msg.point.y])
+                self._setpoint_stamp = stamp
+                self._command_lock.notify_all()
+
+    def _on_reset(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        self._reset_requested.set()
+        response.success, response.message = True, "the next episode starts"
+        return response
+
+    # ------------------------------------------------------------------ episode loop
+    def _run(self) -> None:
+        try:
+            self._wait_for(self.controller_reset, required=True)
+            if not self.config.supervise:
+                self._run_operator_scenes()
+                return
+            policy_present = self._wait_for(self.policy_reset, required=False)
+            self._paced_by_policy = self.config.lockstep and policy_present
+            episode = 0
+            while not self._stop.is_set() and (self.config.episodes == 0 or episode < self.config.episodes):
+                result = self._run_episode(self.config.first_seed + episode, policy_present)
+                if result is None:
+                    continue  # abandoned via sim/reset: same count, next seed
+                episode += 1
+                self.results.append(result)
+                self._report(result, episode)
+            if not self._stop.is_set():
+                self._finish()
+        except Exception as exc:  # surface, then end the node so the stack stops
+            if self._stop.is_set() or not self.context.ok():
+                return  # shutting down (Ctrl-C or the stack stopping): not a failure
+            self.get_logger().fatal(f"simulation failed: {exc!r}")
+            rclpy.try_shutdown() if hasattr(rclpy, "try_shutdown") else rclpy.shutdown()
+
+    def _wait_for(self, client, required: bool) -> bool:
+        name = client.srv_name
+        deadline = time.monotonic() + self.config.service_timeout
+        while not client.wait_for_service(timeout_sec=0.5):
+            self._publish_clock()  # nodes on sim time need a clock to start their timers
+            if self._stop.is_set() or time.monotonic() > deadline:
+                if required:
+                    raise RuntimeError(f"service {name} not available after {self.config.service_timeout:.0f} s")
+                self.get_logger().warning(f"no {name} service: episodes start without resetting it")
+                return False
+        return True
+
+    def _call(self, client) -> None:
+        future = client.call_async(Trigger.Request())
+        deadline = time.monotonic() + self.config.service_timeout
+        while not future.done():
+            if self._stop.is_set():
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{client.srv_name} did not answer within {self.config.service_timeout:.0f} s")
+            time.sleep(0.005)
+
+    def _start_episode(self, seed: int, policy_present: bool) -> None:
+        # Sim time stands still during the reset except for two ticks: one before the resets
+        # (everything stamped earlier belongs to the old episode: the controller and policy drop
+        # it) and one after (joint commands stamped from then on follow the reset controller).
+        self.world.reset(seed)
+        with self._command_lock:
+            self._setpoint = self.start_setpoint.copy()
+            self._command = None
+        self._advance_clock()
+        self._reset_stamp = self.sim_time  # from here on, older setpoint messages are ignored
+        self._call(self.controller_reset)
+        if policy_present:
+            self._call(self.policy_reset)
+        self._advance_clock()
+        self._reset_stamp = self.sim_time
+
+    def _advance_clock(self) -> None:
+        self.sim_time += self.dt
+        self._publish_clock()
+
+    def _run_operator_scenes(self) -> None:
+        """record_demos: one scene per sim/reset; the operator starts/stops the recordings."""
+        seed = self.config.first_seed
+        while not self._stop.is_set():
+            self._start_episode(seed, policy_present=False)
+            self._reset_requested.clear()
+            self.get_logger().info(f"scene of seed {seed} ready (sim/reset for the next one)")
+            self._publish_camera()
+            wall_start, sim_start = time.monotonic(), self.sim_time
+            while not self._stop.is_set() and not self._reset_requested.is_set():
+                self._tick()
+                self._pace(wall_start, sim_start)
+            seed += 1
+
+    def _run_episode(self, seed: int, policy_present: bool) -> EpisodeResult | None:
+        self._start_episode(seed, policy_present)
+        self._reset_requested.clear()
+        if not self._paced_by_policy:
+            self._publish_camera()
+        wall_start, sim_start = time.monotonic(), self.sim_time
+        steps = 0
+        while not self._stop.is_set():
+            if self._paced_by_policy:
+                self._await_policy_step()
+            for _ in range(self.ticks_per_step):
+                if self._reset_requested.is_set() or self._stop.is_set():
+                    self.get_logger().info(f"episode with seed {seed} abandoned (sim/reset)")
+                    return None
+                self._tick()
+                self._pace(wall_start, sim_start)
+            steps += 1
+            status = self.world.task_status()
+            if status.success or steps >= self.max_steps:
+                return EpisodeResult(seed, bool(status.success), steps, float(status.distance))
+        return None
+
+    def _await_policy_step(self) -> None:
+        """Policy-step boundary in lockstep: the frame of this instant, then sim time stands
+        still until the controller has taken the setpoint the policy computed from it."""
+        self._publish_camera()
+        boundary = self.sim_time
+        if not self._await(lambda: self._setpoint_stamp >= boundary - self.dt / 2):
+            self.get_logger().warning(f"lockstep: no setpoint for the frame at t={boundary:.2f} s within "
+                                      f"{self.config.step_timeout} s: going on", throttle_duration_sec=5.0)
+
+    def _await(self, condition) -> bool:
+        """Wait (wall time, at most step_timeout) until condition() holds under the command lock."""
+        deadline = time.monotonic() + self.config.step_timeout
+        with self._command_lock:
+            while not condition():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._stop.is_set():
+                    return False
+                self._command_lock.wait(min(remaining, 0.1))
+        return True
+
+    def _tick(self) -> None:
+        # The new time first: the controller computes the command for it (PushEnv.step's order).
+        self._advance_clock()
+        now = self.sim_time
+        if self.config.lockstep and not self._await(lambda: self._command is not None
+                                                      and self._command[1] >= now - self.dt / 2):
+            self.get_logger().warning(f"lockstep: no joint_command for t={now:.2f} s within "
+                                      f"{self.config.step_timeout} s: going on", throttle_duration_sec=5.0)
+        with self._command_lock:
+            command = self._command
+        # Only commands issued in this episode drive the arm; until then it holds the start pose.
+        if command is not None and command[1] >= self._reset_stamp:
+            self.world.apply_joint_command(command[0])
+        self.world.step(self.dt)
+        stamp = self._stamp()
+        self.joint_pub.publish(joint_state_msg(self.world.joint_positions(), stamp))
+        ticks = round((self.sim_time - START_TIME_S) / self.dt)
+        if not self._paced_by_policy and ticks % self.camera_every == 0:
+            self._publish_camera()
+        if ticks % self.status_every == 0:
+            status = self.world.task_status()
+            self.success_pub.publish(Bool(data=bool(status.success)))
+            self.distance_pub.publish(Float32(data=float(status.distance)))
+
+    def _pace(self, wall_start: float, sim_start: float) -> None:
+        ahead = (self.sim_time - sim_start) / self.config.real_time_factor - (time.monotonic() - wall_start)
+        if ahead > 0:
+            time.sleep(ahead)
+
+    # ------------------------------------------------------------------ publishing
+    def _stamp(self):
+        return Time(nanoseconds=int(round(self.sim_time * 1e9))).to_msg()
+
+    def _publish_clock(self) -> None:
+        self.clock_pub.publish(Clock(clock=self._stamp()))
+
+    def _publish_camera(self) -> None:
+        # Same layout as sim.block_push.PushEnv.state(): block x, y, yaw; tip x, y; setpoint x, y; targets.
+        with self._command_lock:
+            setpoint = self._setpoint.copy()
+        state = np.concatenate([self.world.block_pose(), self.world.effector_xy(), setpoint,
+                                *self.world.target_poses]).astype(np.float32)
+        self.state_pub.publish(Float32MultiArray(data=state.tolist()))
+        frame = self.world.render_rgb(*self.render_size)
+        self.image_pub.publish(image_msg(frame, self._stamp(), "sim_camera"))
+
+    def _report(self, result: EpisodeResult, episode: int) -> None:
+        total = f"/{self.config.episodes}" if self.config.episodes else ""
+        verdict = "SUCCESS" if result.success else "failure"
+        succeeded = sum(r.success for r in self.results)
+        self.get_logger().info(f"episode {episode}{total} (seed {result.seed}): {verdict} after {result.steps} "
+                               f"steps, block-target distance {result.distance:.3f} m "
+                               f"[{succeeded}/{len(self.results)} succeeded]")
+
+    def _finish(self) -> None:
+        succeeded = sum(r.success for r in self.results)
+        rate = succeeded / len(self.results) if self.results else 0.0
+        self.get_logger().info(f"done: {succeeded}/{len(self.results)} episodes succeeded ({100 * rate:.1f}%), "
+                               f"task {self.config.task}, tolerance {self.task.success_tolerance} m")
+        if self.config.summary_file:
+            summary = {"task": self.config.task, "episodes": len(self.results), "successes": succeeded,
+                       "success_rate": rate, "tolerance": self.task.success_tolerance,
+                       "results": [asdict(r) for r in self.results]}
+            Path(self.config.summary_file).write_text(json.dumps(summary, indent=2))
+        rclpy.try_shutdown() if hasattr(rclpy, "try_shutdown") else rclpy.shutdown()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5.0)
+        self.world.close()
+
+
+def main(args: list[str] | None = None) -> None:
+    run_node(SimNode, args, threads=3)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""ibc-replay: publish a bag's topics with their original timing (like `ros2 bag play`).
+
+    ibc-replay BAG [--rate 2.0] [--topics camera/image_raw ...] [--remap /a:=/b]
+
+Messages go out as the recorded CDR bytes (no decode/re-encode), each at
+start + (log_time - first_log_time) / rate. Pacing (ReplayClock) is ROS-free; the publishing
+loop lives in ibc_ros/nodes/replay_publisher.py.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+from tqdm import tqdm
+
+from ibc_ros.recording.bag_io import BagError, BagMessage, BagReader
+from ibc_ros.recording.bag_to_dataset import resolve_topic
+
+
+class ReplayClock:
+    """When each message is due: wall start + (log time - first log time) / rate."""
+
+    def __init__(self, rate: float, now: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep):
+        if not rate > 0:
+            raise ValueError(f"rate must be positive, got {rate}")
+        self.rate = rate
+        self._now = now
+        self._sleep = sleep
+        self._origin: tuple[float, int] | None = None   # (wall start, first log time)
+
+    def due(self, log_time_ns: int) -> float:
+        if self._origin is None:
+            self._origin = (self._now(), log_time_ns)
+        wall_start, first_log = self._origin
+        return wall_start + (log_time_ns - first_log) / 1e9 / self.rate
+
+    def wait_for(self, log_time_ns: int) -> float:
+        """Sleep until the message is due; returns how late it is then (s, >= 0 normally)."""
+        due = self.due(log_time_ns)
+        remaining = due - self._now()
+        if remaining > 0:
+            self._sleep(remaining)
+        return self._now() - due
+
+
+def paced(messages: Iterable[BagMessage], clock: ReplayClock) -> Iterator[tuple[BagMessage, float]]:
+    for message in messages:
+        yield message, clock.wait_for(message.log_time_ns)
+
+
+def parse_remaps(remaps: Sequence[str]) -> dict[str, str]:
+    pairs = {}
+    for remap in remaps:
+        source, sep, target = remap.partition(":=")
+        if not sep or not source or not target:
+            raise BagError(f"remap {remap!r} must look like FROM:=TO")
+        pairs[source] = target
+    return pairs
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ibc-replay", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("bag", help="rosbag2 folder (MCAP or sqlite3) or .mcap/.db3 file")
+    parser.add_argument("--rate", type=float, default=1.0, help="playback speed factor (2 = twice as fast)")
+    parser.add_argument("--topics", nargs="+", default=None,
+                        help="replay only these topics (relative names match any namespace)")
+    parser.add_argument("--remap", nargs="+", default=[], help="FROM:=TO topic renames (recorded names)")
+    parser.add_argument("--wait-subscribers", type=float, default=5.0, metavar="SECONDS",
+                        help="wait up to this long for a subscriber on every replayed topic")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        clock = ReplayClock(args.rate)
+        remaps = parse_remaps(args.remap)
+        reader = BagReader(Path(args.bag))
+    except (BagError, ValueError) as exc:
+        raise SystemExit(f"ibc-replay: {exc}") from exc
+    with reader:
+        from ibc_ros.nodes.replay_publisher import publish_bag  # rclpy only past this point
+        try:
+            topics = [resolve_topic(list(reader.topics), t, reader.path) for t in args.topics] \
+                if args.topics else list(reader.topics)
+            return publish_bag(reader, topics, remaps, clock, args.wait_subscribers)
+        except BagError as exc:
+            raise SystemExit(f"ibc-replay: {exc}") from exc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""recorder_node over real DDS: services drive episodes, a SIGKILLed recorder loses nothing it
+had flushed (recovered by the next start), and the bags convert to exactly what was sent."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ibc_core.data.episodes import iter_episodes
+from ibc_core.data.preprocess import ImageSpec
+from ibc_ros.recording.bag_io import BagReader, deserialize, find_bags
+from ibc_ros.recording.bag_to_dataset import convert_bags
+from tests.ros_processes import python_script, running
+
+pytestmark = pytest.mark.ros
+NODE = str(Path(sys.executable).parent / "recorder_node")
+
+# Publishes 32x18 frames at 30 Hz and setpoints at 5 Hz (stamped with the newest frame),
+# drives three episodes through the recorder's services (kept, discarded, left running) and
+# prints what it sent in each.
+DRIVER = """
+    import json, time, numpy as np, rclpy
+    from geometry_msgs.msg import Vector3Stamped
+    from sensor_msgs.msg import Image
+    from std_srvs.srv import Trigger
+    rclpy.init()
+    node = rclpy.create_node("record_test_driver")
+    images = node.create_publisher(Image, "camera/image_raw", 10)
+    setpoints = node.create_publisher(Vector3Stamped, "setpoint_delta", 10)
+    clients = {n: node.create_client(Trigger, "recorder/" + n) for n in ("start", "stop", "discard", "mark_success")}
+    for c in clients.values():
+        assert c.wait_for_service(timeout_sec=30), "recorder services missing"
+    while images.get_subscription_count() == 0 or setpoints.get_subscription_count() == 0:
+        rclpy.spin_once(node, timeout_sec=0.05)
+    rng = np.random.default_rng(0)
+    def call(name):
+        future = clients[name].call_async(Trigger.Request())
+        rclpy.spin_until_future_complete(node, future, timeout_sec=10)
+        assert future.result().success, (name, future.result().message)
+    def stream(seconds):
+        sent, last_stamp, frame = [], None, 0
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            msg = Image(height=18, width=32, encoding="rgb8", step=96,
+                        data=np.full(18 * 32 * 3, frame % 256, np.uint8).tobytes())
+            msg.header.stamp = node.get_clock().now().to_msg()
+            images.publish(msg)
+            if frame % 6 == 5:
+                sp = Vector3Stamped()
+                sp.header.stamp = msg.header.stamp
+                sp.vector.x, sp.vector.y = [float(v) for v in rng.uniform(-0.05, 0.05, 2)]
+                setpoints.publish(sp)
+                sent.append([sp.vector.x, sp.vector.y, frame % 256])
+            frame += 1
+            time.sleep(1 / 30)
+        time.sleep(0.3)  # let DDS deliver before the episode ends
+        return sent
+    out = {}
+    call("start"); out["kept"] = stream(1.2); call("mark_success"); call("stop")
+    call("start"); out["discarded"] = stream(0.6); call("discard")
+    call("start"); out["killed"] = stream(1.2)
+    time.sleep(1.0)  # > flush_interval_s: everything above is on disk
+    print(json.dumps(out), flush=True)
+"""
+
+
+def wait_for_line(path: Path, text: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and text in path.read_text():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{text!r} not in {path}:\n{path.read_text() if path.exists() else ''}")
+
+
+def test_recorder_node_services_sigkill_and_conversion(tmp_path):
+    out = tmp_path / "demos"
+    args = [NODE, "--ros-args", "-p", f"output_dir:={out}", "-p", "flush_interval_s:=0.2"]
+    log = tmp_path / "recorder.log"
+    with running(args, log) as recorder:
+        wait_for_line(log, "recording")
+        driver = subprocess.run(python_script(DRIVER), capture_output=True, text=True, timeout=90)
+        assert driver.returncode == 0, driver.stderr
+        sent = json.loads(driver.stdout.strip().splitlines()[-1])
+        os.killpg(recorder.pid, signal.SIGKILL)  # episode 2 is still being recorded
+        recorder.wait()
+
+    finished, unfinished = find_bags([out])
+    assert [b.name for b in finished] == ["episode_000000", "episode_000001"]
+    assert [b.name for b in unfinished] == ["episode_000002"]
+
+    restart_log = tmp_path / "restart.log"
+    with running(args, restart_log):
+        wait_for_line(restart_log, "recovered unfinished bag")
+    finished, unfinished = find_bags([out])
+    assert len(finished) == 3 and unfinished == []
+    with BagReader(out / "episode_000002") as reader:
+        got = [deserialize(m.data, m.msgtype).vector for m in reader.messages(["/setpoint_delta"])]
+    assert [[v.x, v.y] for v in got] == [s[:2] for s in sent["killed"]], "flushed setpoints lost by SIGKILL"
+
+    report = convert_bags([out], tmp_path / "data", ImageSpec(9, 16), "push_pixels_real", 0.1)
+    assert report.outcomes == {"success": 1, "discarded": 1, "unfinished": 1}
+    (episode,) = list(iter_episodes(tmp_path / "data"))
+    assert episode.success
+    np.testing.assert_array_equal(episode.actions, np.array([s[:2] for s in sent["kept"]], np.float32))
+    # Each step's image is the frame whose stamp the setpoint carried (frames are uniform grey).
+    assert episode.observations["rgb"][:, 0, 0, 0].tolist() == [s[2] for s in sent["kept"]]

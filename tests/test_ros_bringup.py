@@ -1,0 +1,114 @@
+"""One stack description (config/stack.yaml) behind both the ROS launch file and `ibc-ros launch`:
+the launch file is parsed (launch/launch_ros are not installable here) and checked to build its
+nodes from that description; every params file matches its node's config dataclass; the pip
+bringup starts real node processes and stops the whole stack (with the failing node's message)
+when one dies. Ctrl-C of a running stack: tests/test_ros_sim_stack.py."""
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ibc_ros.bringup.stack import StackError, load_stack, parse_arguments, resolve
+from ibc_ros.paths import share_file
+
+pytestmark = pytest.mark.ros
+LAUNCH_FILE = share_file("launch", "real_push.launch.py")
+
+
+def node_config_classes() -> dict[str, type]:
+    from ibc_ros.nodes.camera_node import CameraNodeConfig
+    from ibc_ros.nodes.controller_node import ControllerNodeConfig
+    from ibc_ros.nodes.policy_node import PolicyNodeConfig
+    from ibc_ros.nodes.sim_node import SimNodeConfig
+    from ibc_ros.nodes.xarm_driver_node import DriverNodeConfig
+    return {"camera_node": CameraNodeConfig, "controller_node": ControllerNodeConfig,
+            "policy_node": PolicyNodeConfig, "sim_node": SimNodeConfig, "xarm_driver_node": DriverNodeConfig}
+
+
+def test_launch_file_builds_its_nodes_from_the_stack_description():
+    tree = ast.parse(LAUNCH_FILE.read_text())
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                and node.module == "ibc_ros.bringup.stack" for alias in node.names}
+    assert {"load_stack", "resolve", "parse_arguments"} <= imported
+    assigned = {target.id: node.value.value for node in tree.body if isinstance(node, ast.Assign)
+                for target in node.targets if isinstance(node.value, ast.Constant)}
+    assert assigned["STACK"] == "real_push"
+    functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
+    assert "generate_launch_description" in functions
+    calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call)]
+    called = {c.func.id for c in calls if isinstance(c.func, ast.Name)}
+    assert {"DeclareLaunchArgument", "OpaqueFunction", "Node", "LaunchDescription", "load_stack", "resolve"} <= called
+    node_call = next(c for c in calls if isinstance(c.func, ast.Name) and c.func.id == "Node")
+    keywords = {k.arg: k.value for k in node_call.keywords}
+    assert ast.literal_eval(keywords["package"]) == "ibc_ros"
+    assert {"executable", "name", "parameters"} <= set(keywords)
+    # Node executables, names and parameters all come from the NodeSpec the stack resolves to.
+    assert ast.unparse(keywords["executable"]) == "spec.executable"
+    assert ast.unparse(keywords["name"]) == "spec.name"
+
+
+def test_stack_selects_nodes_by_arguments_and_params_files_match_node_configs():
+    stack = load_stack("real_push")
+    assert {"sim", "policy", "robot_ip", "camera", "episodes"} <= {a.name for a in stack.arguments}
+    sim = resolve(stack, parse_arguments(stack, ["sim:=true", "episodes:=3", "policy:=x.pt"]))
+    assert [s.name for s in sim] == ["sim", "policy", "controller"]
+    assert sim[0].required and sim[0].parameters["episodes"] == "3"
+    assert sim[1].parameters["checkpoint"] == "x.pt" and sim[1].parameters["use_sim_time"] == "true"
+    real = resolve(stack, parse_arguments(stack, ["robot_ip:=10.1.2.3", "camera:=v4l2"]))
+    assert [s.name for s in real] == ["camera", "xarm_driver", "policy", "controller"]
+    assert real[0].parameters["source"] == "v4l2" and real[1].parameters["robot_ip"] == "10.1.2.3"
+    assert real[2].parameters["use_sim_time"] == "false"
+    with pytest.raises(StackError, match="camera:=usb is not one of"):
+        parse_arguments(stack, ["camera:=usb"])
+    with pytest.raises(StackError, match="unknown launch argument 'robotip'"):
+        parse_arguments(stack, ["robotip:=1.2.3.4"])
+
+    # Every params file holds exactly its node's config fields, and the stack's inline
+    # parameters are fields too (use_sim_time is rclpy's own).
+    classes = node_config_classes()
+    from ibc_ros.nodes.common import _flat_defaults
+    for spec in sim + real:
+        fields = set(_flat_defaults(classes[spec.executable]))
+        content = yaml.safe_load(Path(spec.params_file).read_text())
+        assert set(content) == {"/**"}, spec.params_file
+        assert set(content["/**"]["ros__parameters"]) == fields, spec.params_file
+        assert set(spec.parameters) - {"use_sim_time"} <= fields, spec.name
+
+
+def bringup(args: list[str], log: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "ibc_ros.bringup.cli", "launch", "real_push", *args],
+                            stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def child_pids(log: Path) -> list[int]:
+    return [int(line.split("(pid ")[1].split(")")[0]) for line in log.read_text().splitlines()
+            if line.startswith("[ibc-ros] started")]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:  # a zombie is gone for our purposes
+        return stat.read().split()[2] != "Z"
+
+
+def test_bringup_stops_the_stack_with_a_clear_message_when_a_node_dies(tmp_path):
+    # Hardware stack with no hardware: camera and driver keep retrying, the policy node fails at
+    # once (missing checkpoint) -> the whole stack stops, with the policy's message and status 1.
+    # (Ctrl-C of a running stack: tests/test_ros_sim_stack.py.)
+    log = tmp_path / "missing.log"
+    proc = bringup(["policy:=no/such/policy.pt", "robot_ip:=127.0.0.1"], log)
+    assert proc.wait(timeout=90) == 1
+    text = log.read_text()
+    assert "policy checkpoint 'no/such/policy.pt' not found" in text
+    assert "policy exited with status 1: stopping the stack" in text
+    pids = child_pids(log)
+    assert len(pids) == 4 and not any(alive(pid) for pid in pids)

@@ -1,0 +1,207 @@
+"""The simulated stack through real processes and real DDS, started by the pip bringup exactly as
+`./run.sh demo` does (`ibc-ros launch real_push sim:=true ...`): sim node (clock, camera, joint
+states, episode supervisor) -> policy node (a real ibc_core checkpoint) -> controller node ->
+sim node. The fast tests use a tiny checkpoint trained here for a few steps (it checks the loop
+is closed, not that the policy is good); the slow test compares closed-loop success through ROS
+with in-process `ibc-eval` on the same trained checkpoint and seeds."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import time
+import sys
+from pathlib import Path
+
+import pytest
+from geometry_msgs.msg import Vector3Stamped
+from sensor_msgs.msg import Image
+from std_msgs.msg import Bool, Float32
+from std_srvs.srv import Trigger
+
+from sim.cli import data, evaluate
+from tests.ros_client import RosClient, wait_for
+from tests.test_ros_bringup import alive, bringup, child_pids
+
+pytestmark = pytest.mark.ros
+
+
+@pytest.fixture(scope="module")
+def tiny_pixel_checkpoint(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("tiny_pixels")
+    dataset, run = root / "data", root / "run"
+    assert data.main(["generate", "--task", "push_pixels", "--episodes", "2", "--out", str(dataset)]) == 0
+    subprocess.run([sys.executable, "-m", "ibc_core.cli.train", "train_push_pixels", f"data.path={dataset}",
+                    f"run.out_dir={run}", "optim.steps=3", "optim.batch_size=8", "ebm.counter_examples=8",
+                    "ebm.dfo.samples=64", "run.checkpoint_every=3", "run.log_every=3",
+                    "model.encoder.channels=[4,8,8,8]", "model.mlp.width=32", "model.mlp.depth=2"],
+                   check=True, capture_output=True, timeout=600)
+    return run / "policy.pt"
+
+
+def test_demo_stack_closes_the_loop_and_exits_after_the_episodes(tiny_pixel_checkpoint, tmp_path):
+    summary, log = tmp_path / "summary.json", tmp_path / "stack.log"
+    with RosClient("stack_observer") as client:
+        setpoints = client.collect(Vector3Stamped, "setpoint_delta")
+        energy = client.collect(Image, "policy/energy_image", 5)
+        success = client.collect(Bool, "task/success")
+        distance = client.collect(Float32, "task/distance")
+        proc = bringup(["sim:=true", "episodes:=2", "max_steps:=6", f"policy:={tiny_pixel_checkpoint}",
+                        "device:=cpu", f"summary:={summary}"], log)
+        try:
+            code = proc.wait(timeout=240)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    text = log.read_text()
+    assert code == 0, text[-3000:]
+    assert "episode 1/2 (seed 1000000)" in text and "episode 2/2 (seed 1000001)" in text
+    assert "done: " in text and "sim finished: stopping the stack" in text
+    result = json.loads(summary.read_text())
+    assert result["episodes"] == 2 and [r["seed"] for r in result["results"]] == [1000000, 1000001]
+    # The policy acted on the sim's frames: setpoints carry sim-clock image stamps, inside the
+    # checkpoint's action bounds, and the energy view was published.
+    assert len(setpoints) >= 4
+    assert all(abs(s.vector.x) <= 0.1 + 1e-6 and abs(s.vector.y) <= 0.1 + 1e-6 for s in setpoints)
+    assert all(s.header.stamp.sec < 1000 for s in setpoints)  # sim time starts at 1 s, not the epoch
+    assert energy and energy[-1].encoding == "rgb8"
+    # task status at 10 Hz sim time over 2 x 6 policy periods of 0.2 s: ~24 messages each.
+    assert len(success) >= 10 and len(distance) >= 10
+    assert not any(m.data for m in success) or any(r["success"] for r in result["results"])
+    assert all(0.0 <= m.data < 1.5 for m in distance)
+    assert not any(alive(pid) for pid in child_pids(log))
+
+
+def test_sim_reset_and_ctrl_c_on_a_running_sim_stack(tiny_pixel_checkpoint, tmp_path):
+    log = tmp_path / "stack.log"
+    with RosClient("stack_observer") as client:
+        setpoints = client.collect(Vector3Stamped, "setpoint_delta")
+        proc = bringup(["sim:=true", f"policy:={tiny_pixel_checkpoint}", "device:=cpu"], log)
+        try:
+            wait_for(lambda: len(setpoints) >= 3, 120, "setpoints from the running stack")
+            # sim/reset abandons the running episode and starts the next seed.
+            assert client.call(Trigger, "sim/reset", Trigger.Request()).success
+            wait_for(lambda: "episode with seed 1000000 abandoned" in log.read_text(), 20, "abandoned episode")
+            count = len(setpoints)
+            wait_for(lambda: len(setpoints) > count + 2, 60, "setpoints in the next episode")
+            os.killpg(proc.pid, signal.SIGINT)
+            code = proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    text = log.read_text()
+    assert code == 0, text[-3000:]
+    assert "SIGINT: stopping all nodes" in text and "all nodes stopped" in text
+    assert not any(alive(pid) for pid in child_pids(log))
+
+
+def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+@pytest.mark.slow
+def test_closed_loop_success_through_ros_matches_in_process_eval(tmp_path):
+    """IBC_ROS_EVAL_POLICY (default policies/push_pixels.pt): a trained checkpoint; IBC_ROS_EVAL_TASK,
+    IBC_ROS_EVAL_EPISODES (20), IBC_ROS_EVAL_RTF (0.15). The same seeds run in-process (ibc-eval)
+    and through the ROS stack; their 95% Wilson intervals must overlap."""
+    checkpoint = Path(os.environ.get("IBC_ROS_EVAL_POLICY", "policies/push_pixels.pt"))
+    if not checkpoint.is_file():
+        pytest.skip(f"needs a trained checkpoint at {checkpoint} (set IBC_ROS_EVAL_POLICY)")
+    episodes = int(os.environ.get("IBC_ROS_EVAL_EPISODES", "20"))
+    task = os.environ.get("IBC_ROS_EVAL_TASK", "push_pixels")
+    eval_json = tmp_path / "eval.json"
+    assert evaluate.main(["--checkpoint", str(checkpoint), "--task", task, "--episodes", str(episodes),
+                          "--json", str(eval_json), "--device", "cpu"]) == 0
+    in_process = json.loads(eval_json.read_text())
+    summary, log = tmp_path / "ros.json", tmp_path / "stack.log"
+    # Slower than real time so CPU inference (~0.1-0.75 s per act for a 16384-sample DFO on
+    # 2 busy cores) stays small against the 0.2 s policy period, as on a GPU at full speed.
+    rtf = float(os.environ.get("IBC_ROS_EVAL_RTF", "0.15"))
+    proc = bringup(["sim:=true", f"task:={task}", f"episodes:={episodes}", f"policy:={checkpoint}",
+                    "device:=cpu", f"real_time_factor:={rtf}", f"summary:={summary}"], log)
+    assert proc.wait(timeout=episodes * 20 / rtf + 300) == 0, log.read_text()[-3000:]
+    through_ros = json.loads(summary.read_text())
+    eval_successes = sum(bool(e["success"]) for e in in_process["per_episode"])
+    ros_successes = through_ros["successes"]
+    print(f"in-process {eval_successes}/{episodes}, through ROS {ros_successes}/{episodes}")
+    low_a, high_a = wilson(eval_successes, episodes)
+    low_b, high_b = wilson(ros_successes, episodes)
+    assert low_a <= high_b and low_b <= high_a, (eval_successes, ros_successes)
+
+
+def test_policy_node_acts_on_the_newest_fresh_frame_like_offline_inference(tiny_pixel_checkpoint, tmp_path):
+    """policy_node alone: frames (+ state, if the checkpoint observes it) published by this test (real DDS). Its setpoints equal
+    offline Policy.act on the same observations, carry the frame's stamp, skip stale frames,
+    and take the newest of a burst; energy image and latency are published."""
+    import numpy as np
+    from rclpy.duration import Duration
+    from rclpy.qos import qos_profile_sensor_data
+    from std_msgs.msg import Float32, Float32MultiArray
+
+    from ibc_core.policy import Policy
+    from ibc_ros.nodes.common import image_msg
+    from ibc_ros.paths import share_file
+    from tests.ros_processes import running
+    from tests.test_camera_realsense import pattern
+
+    offline = Policy.load(tiny_pixel_checkpoint, device="cpu")
+    state = np.linspace(-0.3, 0.3, offline.artifacts.spec.state_dim or 10).astype(np.float32)
+    frames = [pattern(i)[::2, ::2].copy() for i in range(4)]  # 320x180 frames
+    argv = [sys.executable, "-m", "ibc_ros.nodes.policy_node", "--ros-args", "--params-file",
+            str(share_file("config", "policy.yaml")), "-p", f"checkpoint:={tiny_pixel_checkpoint}",
+            "-p", "device:=cpu", "-p", "rate_hz:=5.0", "-p", "max_frame_age:=0.5"]
+    with RosClient("policy_test") as client, running(argv, tmp_path / "policy.log"):
+        setpoints = client.collect(Vector3Stamped, "setpoint_delta")
+        latency = client.collect(Float32, "policy/latency")
+        image_pub = client.publisher(Image, "camera/image_raw", qos_profile_sensor_data)
+        state_pub = client.publisher(Float32MultiArray, "observation/state")
+        needs_state = "state" in offline.observation_keys  # pixel configs may add the state
+        wait_for(lambda: image_pub.get_subscription_count() > 0
+                 and (state_pub.get_subscription_count() > 0 or not needs_state), 60, "policy node subscriptions")
+
+        def publish(frame, age_s: float = 0.0):
+            state_pub.publish(Float32MultiArray(data=state.tolist()))
+            msg = image_msg(frame, (client.now() - Duration(seconds=age_s)).to_msg())
+            image_pub.publish(msg)
+            return msg.header.stamp
+
+        # A stale frame (2 s old) is never acted on.
+        for _ in range(5):
+            publish(frames[0], age_s=2.0)
+            time.sleep(0.1)
+        time.sleep(0.5)
+        assert setpoints == []
+        assert "not acting on it" in (tmp_path / "policy.log").read_text()
+
+        # Fresh frames, one per policy period: actions equal offline inference step by step.
+        expected = [offline.act({"rgb": frames[1], "state": state}), offline.act({"rgb": frames[2], "state": state})]
+        for index, frame in enumerate(frames[1:3]):
+            stamp = publish(frame)
+            wait_for(lambda: len(setpoints) == index + 1, 20, f"setpoint {index + 1}")
+            got = setpoints[-1]
+            assert (got.header.stamp.sec, got.header.stamp.nanosec) == (stamp.sec, stamp.nanosec)
+            assert np.allclose([got.vector.x, got.vector.y], expected[index], atol=1e-6)
+
+        # A burst of frames between two ticks: only the newest is used.
+        energy = client.collect(Image, "policy/energy_image", 5)
+        stamps = []
+        for frame in frames:
+            stamps.append(publish(frame))
+            time.sleep(0.005)
+        wait_for(lambda: len(setpoints) >= 3, 20, "setpoint after the burst")
+        time.sleep(0.5)
+        acted = [(s.header.stamp.sec, s.header.stamp.nanosec) for s in setpoints[2:]]
+        burst = [(stamp.sec, stamp.nanosec) for stamp in stamps]
+        # A tick may fall inside the 20 ms burst; either way frames are skipped, never queued,
+        # each is used at most once, and the newest one is acted on.
+        assert acted[-1] == burst[-1] and len(acted) <= 2 and acted == sorted(set(acted))
+        assert set(acted) <= set(burst)
+        publish(frames[0])
+        wait_for(lambda: len(energy) >= 1, 20, "energy image")
+        assert energy[-1].encoding == "rgb8" and (energy[-1].height, energy[-1].width) == (180, 320)
+        assert latency and all(0.0 <= value.data < 5.0 for value in latency)

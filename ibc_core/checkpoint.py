@@ -48,7 +48,8 @@ class PolicyArtifacts:
     memory_size: int = 0
 
     def build(self) -> PolicyNetwork:
-        network = build_network(self.spec, self.config.model, self.config.ebm, self.memory_size)
+        network = build_network(self.spec, self.config.model, self.config.ebm, self.memory_size,
+                                self.config.irvs)
         network.encoder.set_statistics(self.stats)
         return network
 

@@ -1,4 +1,5 @@
-"""Training losses: InfoNCE over one positive and N counter-examples, gradient penalty (B.3.1)."""
+"""Training losses: InfoNCE over one positive and N counter-examples, gradient penalty (B.3.1),
+and the maximum-entropy terms of ebm_theory_vs_practice (appendix A)."""
 from __future__ import annotations
 
 from typing import Callable
@@ -30,3 +31,19 @@ def energy_gradient_norm(energy_fn: Callable[[torch.Tensor], torch.Tensor],
         actions = samples.detach().requires_grad_(True)
         (grad,) = torch.autograd.grad(energy_fn(actions).sum(), actions)
     return grad.abs().amax(dim=-1)
+
+
+def energy_variance(negative_energies: torch.Tensor) -> torch.Tensor:
+    """1/2 Var over counter-examples of their energies [B, N], averaged over the batch: the
+    maximum-entropy term (appendix A of ebm_theory_vs_practice); small = close to uniform."""
+    return 0.5 * negative_energies.var(dim=-1, unbiased=False).mean()
+
+
+def max_entropy_loss(positive_energy: torch.Tensor, negative_energies: torch.Tensor,
+                     entropy_weight: float = 1.0, positive_l2: float = 0.0) -> torch.Tensor:
+    """NLL + conditional entropy with counter-examples drawn from the model (appendix A):
+    E(pos) - mean E(neg) + weight * 1/2 Var E(neg), plus an optional L2 anchor on the positive
+    energies (the loss is otherwise blind to a constant offset). positive [B], negatives [B, N]."""
+    contrast = positive_energy.mean() - negative_energies.mean()
+    anchor = positive_l2 * positive_energy.pow(2).mean()
+    return contrast + entropy_weight * energy_variance(negative_energies) + anchor

@@ -2,13 +2,33 @@
 (and a developer's running stack) never hear each other's nodes."""
 from __future__ import annotations
 
+import fcntl
 import os
 import random
+import tempfile
 
-# Must be set before any rclpy import in this process and inherited by the node processes
-# tests start. 1..100 keeps Fast DDS ports (7400 + 250 * domain) in range.
+
+def _claim_free_domain() -> int:
+    """First domain in a pid-seeded order whose lock file no other live pytest holds. The lock
+    is an flock on an open file kept for this process's lifetime: released even on SIGKILL."""
+    candidates = list(range(1, 101))  # 1..100 keeps Fast DDS ports (7400 + 250 * domain) in range
+    random.Random(os.getpid()).shuffle(candidates)
+    for domain in candidates:
+        handle = open(os.path.join(tempfile.gettempdir(), f"ibc_ros_test_domain_{domain}.lock"), "w")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            continue
+        _held_locks.append(handle)
+        return domain
+    raise RuntimeError("all ROS test domains 1..100 are taken by other pytest runs")
+
+
+_held_locks: list = []
+# Must be set before any rclpy import in this process; node processes started by tests inherit it.
 if "IBC_TEST_KEEP_DOMAIN" not in os.environ:
-    os.environ["ROS_DOMAIN_ID"] = str(random.Random(os.getpid()).randint(1, 100))
+    os.environ["ROS_DOMAIN_ID"] = str(_claim_free_domain())
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("ROS_LOCALHOST_ONLY", "1")  # Humble's spelling of the same
 os.environ.setdefault("PYTHONUNBUFFERED", "1")

@@ -3,6 +3,7 @@
     ibc-train config/train_push_states.yaml data.path=data/push_states run.out_dir=runs/states
     ibc-train train_push_pixels model.kind=mse                 # a name resolves to config/<name>.yaml
     ibc-train train_push_states run.out_dir=runs/states --resume
+    ibc-train train_irvs_push data.path=data/irvs/push_mixed     # IRvS (model.kind: irvs)
     torchrun --nproc_per_node 2 -m ibc_core.cli.train train_push_states ...   # data parallel
 
 Writes out_dir/policy.pt (load with ibc_core.policy.Policy), out_dir/checkpoints/ and
@@ -18,6 +19,7 @@ from typing import Optional, Sequence
 from ibc_core.checkpoint import CheckpointError
 from ibc_core.config_io import ConfigError, load_config
 from ibc_core.data.episodes import DatasetError
+from ibc_core.irvs.trainer import IRvSTrainer
 from ibc_core.training.config import TrainConfig
 from ibc_core.training.trainer import Trainer
 
@@ -44,7 +46,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         cfg = load_config(TrainConfig, resolve_config(args.config), args.overrides)
-        path = Trainer(cfg, resume=args.resume).run()
+        trainer_class = IRvSTrainer if cfg.model.kind == "irvs" else Trainer
+        path = trainer_class(cfg, resume=args.resume).run()
     except (ConfigError, DatasetError, CheckpointError, FileNotFoundError) as exc:
         print(f"ibc-train: error: {exc}", file=sys.stderr)
         return 2

@@ -17,6 +17,11 @@ class PolicyNetwork(nn.Module):
         self.spec = spec
         self.encoder = encoder
 
+    @property
+    def predict_needs_gradients(self) -> bool:
+        """True when predict() differentiates the energy (Langevin): no inference_mode then."""
+        return False
+
     def features(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.encoder(obs)
 

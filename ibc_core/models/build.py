@@ -1,16 +1,21 @@
-"""Builds the policy network a (model, ebm) configuration describes."""
+"""Builds the policy network a (model, ebm[, irvs]) configuration describes."""
 from __future__ import annotations
 
+from typing import Optional
+
+from ibc_core.irvs.network import ReturnEnergyNetwork
 from ibc_core.models.base import PolicyNetwork
 from ibc_core.models.encoders import ObservationEncoder, ObservationSpec
 from ibc_core.models.energy import AutoregressiveEnergyNetwork, EnergyNetwork
 from ibc_core.models.explicit import MDNNetwork, MSENetwork, NearestNeighbourNetwork
-from ibc_core.training.config import EBMConfig, ModelConfig
+from ibc_core.training.config import EBMConfig, IRvSConfig, ModelConfig
 
 
 def build_network(spec: ObservationSpec, model: ModelConfig, ebm: EBMConfig,
-                  memory_size: int = 0) -> PolicyNetwork:
+                  memory_size: int = 0, irvs: Optional[IRvSConfig] = None) -> PolicyNetwork:
     encoder = ObservationEncoder(spec, model.encoder)
+    if model.kind == "irvs":
+        return ReturnEnergyNetwork(spec, encoder, model.mlp, ebm, irvs or IRvSConfig())
     if model.kind == "mse":
         return MSENetwork(spec, encoder, model.mlp)
     if model.kind == "mdn":

@@ -5,13 +5,14 @@ from dataclasses import replace
 
 import torch
 
-from ibc_core.losses import energy_gradient_norm, gradient_penalty, info_nce
+from ibc_core.losses import energy_gradient_norm, energy_variance, gradient_penalty, info_nce
 from ibc_core.models.base import PolicyNetwork
 from ibc_core.models.encoders import ObservationEncoder, ObservationSpec
 from ibc_core.models.mlp import MLP
 from ibc_core.samplers.autoregressive import autoregressive_dfo
-from ibc_core.samplers.dfo import dfo_optimize, select_lowest, uniform_actions
+from ibc_core.samplers.dfo import EnergyFn, dfo_optimize, select_lowest, uniform_actions
 from ibc_core.samplers.langevin import langevin_chain
+from ibc_core.samplers.marginal import MarginalActionEBM
 from ibc_core.samplers.noise import Noise
 from ibc_core.training.config import DFOConfig, EBMConfig, MLPConfig
 
@@ -25,12 +26,39 @@ class EnergyNetwork(PolicyNetwork):
         # No output bias: InfoNCE is a softmax over energies, blind to a constant offset, so that
         # bias would get no gradient and only drift.
         self.mlp = MLP((encoder.output_dim, spec.action_dim), 1, mlp, output_bias=False)
+        # Counter-examples from a learned marginal p(y) instead of the sampler (ebm.marginal).
+        self.marginal = MarginalActionEBM(spec.action_dim, ebm.marginal) if ebm.marginal.enabled else None
+        # DFO inference precision (Policy sets it): float32, or bfloat16 search + float32 choice.
+        self.inference_dtype = torch.float32
+        self._frozen: dict[tuple[torch.dtype, torch.device], MLP] = {}
+
+    @property
+    def predict_needs_gradients(self) -> bool:
+        return self.ebm.sampler == "langevin"
+
+    def train(self, mode: bool = True) -> "EnergyNetwork":
+        # Weights may change from here on: frozen inference copies are rebuilt when next needed.
+        self._frozen.clear()
+        return super().train(mode)
+
+    def _bound_energy(self, features: torch.Tensor, dtype: torch.dtype) -> EnergyFn:
+        """actions [B, N, A] -> float32 energies [B, N] for fixed features. In eval mode this
+        runs a frozen copy of the MLP in `dtype` with the features' first layer precomputed."""
+        if self.training:
+            return lambda actions: self.energy(features, actions)
+        key = (dtype, features.device)
+        if key not in self._frozen:
+            self._frozen[key] = self.mlp.frozen(dtype).to(features.device)
+        bound = self._frozen[key].bind(features.unsqueeze(1).to(dtype))
+        return lambda actions: bound(actions.to(dtype)).squeeze(-1).float()
 
     def energy(self, features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         return self.mlp(features.unsqueeze(1), actions).squeeze(-1)
 
     def counter_examples(self, features: torch.Tensor, noise: Noise) -> torch.Tensor:
         batch, dim = len(features), self.spec.action_dim
+        if self.marginal is not None:
+            return self.marginal.sample(noise, batch, self.ebm.counter_examples).to(features.device)
         initial = uniform_actions(noise, batch, self.ebm.counter_examples, dim).to(features.device)
         if self.ebm.sampler != "langevin":
             return initial
@@ -43,6 +71,14 @@ class EnergyNetwork(PolicyNetwork):
         energies = self.energy(features, torch.cat([actions.unsqueeze(1), negatives], dim=1))
         loss = info_nce(energies[:, 0], energies[:, 1:])
         metrics = {"info_nce": loss.item(), "energy_gap": (energies[:, 1:].mean() - energies[:, 0].mean()).item()}
+        if self.ebm.max_entropy_weight > 0:
+            variance = energy_variance(energies[:, 1:])
+            loss = loss + self.ebm.max_entropy_weight * variance
+            metrics["negative_energy_variance"] = variance.item()
+        if self.marginal is not None:
+            marginal_loss = self.marginal.loss(actions, negatives)
+            loss = loss + marginal_loss
+            metrics["marginal_loss"] = marginal_loss.item()
         penalty_cfg = self.ebm.gradient_penalty
         if penalty_cfg.enabled:
             penalty = gradient_penalty(lambda a: self.energy(features, a), negatives, penalty_cfg.margin)
@@ -53,8 +89,12 @@ class EnergyNetwork(PolicyNetwork):
     def predict(self, features: torch.Tensor, noise: Noise) -> torch.Tensor:
         batch, dim = len(features), self.spec.action_dim
         if self.ebm.sampler == "dfo":
-            best, _, _ = dfo_optimize(lambda a: self.energy(features, a), batch, dim, self.ebm.dfo,
-                                      noise, features.device)
+            exact = self._bound_energy(features, torch.float32)
+            if self.inference_dtype == torch.float32 or self.training:
+                best, _, _ = dfo_optimize(exact, batch, dim, self.ebm.dfo, noise, features.device)
+            else:
+                best, _, _ = dfo_optimize(self._bound_energy(features, self.inference_dtype), batch, dim,
+                                          self.ebm.dfo, noise, features.device, rescore_fn=exact)
             return best
         langevin = self.ebm.langevin
         samples = uniform_actions(noise, batch, langevin.inference_samples, dim).to(features.device)

@@ -1,7 +1,7 @@
 """Derivative-free optimisation over actions in the normalised box [-1, 1]^A (appendix Alg. 1)."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 
@@ -31,11 +31,14 @@ def select_lowest(samples: torch.Tensor, energies: torch.Tensor) -> torch.Tensor
 
 
 def dfo_optimize(energy_fn: EnergyFn, batch: int, action_dim: int, cfg: DFOConfig,
-                 noise: Noise, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                 noise: Noise, device: torch.device, rescore_fn: Optional[EnergyFn] = None,
+                 rescore_top: int = 16) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Returns (best actions [B, A], final samples [B, N, A], their energies [B, N]).
 
     The final energies are computed on the final samples (the reference implementation pairs
-    the last resampled set with the previous iteration's probabilities)."""
+    the last resampled set with the previous iteration's probabilities). With rescore_fn (e.g.
+    the float32 model when energy_fn runs in bfloat16), the rescore_top lowest final samples
+    are re-scored by it and the best of those is returned: low-precision search, exact choice."""
     samples = uniform_actions(noise, batch, cfg.samples, action_dim).to(device)
     sigma = cfg.sigma_init
     energies = energy_fn(samples)
@@ -44,4 +47,14 @@ def dfo_optimize(energy_fn: EnergyFn, batch: int, action_dim: int, cfg: DFOConfi
         samples = (samples + noise.normal(*samples.shape).to(device) * sigma).clamp_(-1.0, 1.0)
         sigma *= cfg.shrink
         energies = energy_fn(samples)
-    return select_lowest(samples, energies), samples, energies
+    if rescore_fn is None:
+        return select_lowest(samples, energies), samples, energies
+    return select_lowest_rescored(samples, energies, rescore_fn, rescore_top), samples, energies
+
+
+def select_lowest_rescored(samples: torch.Tensor, energies: torch.Tensor, rescore_fn: EnergyFn,
+                           top: int) -> torch.Tensor:
+    """The lowest rescore_fn energy among the `top` lowest-energy samples per batch row."""
+    candidates_index = energies.topk(min(top, energies.shape[-1]), dim=-1, largest=False).indices
+    candidates = torch.gather(samples, 1, candidates_index.unsqueeze(-1).expand(-1, -1, samples.shape[-1]))
+    return select_lowest(candidates, rescore_fn(candidates))

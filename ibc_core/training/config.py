@@ -92,7 +92,7 @@ class NearestNeighbourConfig:
 
 @dataclass
 class ModelConfig:
-    kind: Literal["ebm", "mse", "mdn", "nn"] = "ebm"
+    kind: Literal["ebm", "mse", "mdn", "nn", "irvs"] = "ebm"   # irvs: ibc_core.irvs (config section irvs)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     mlp: MLPConfig = field(default_factory=MLPConfig)
     mdn: MDNConfig = field(default_factory=MDNConfig)
@@ -143,6 +143,25 @@ class GradientPenaltyConfig:
 
 
 @dataclass
+class MarginalSamplerConfig:
+    """Marginal action sampler (ebm_theory_vs_practice, section V): a small EBM p(y) over actions
+    alone, trained alongside by the max-entropy loss (its appendix A) on its own Langevin samples,
+    which become the conditional EBM's InfoNCE counter-examples (independent draws of p(y))."""
+    enabled: bool = False
+    width: int = 64
+    depth: int = 2
+    entropy_weight: float = 1.0          # weight of 1/2 Var[E(negatives)] in the marginal's loss
+    positive_l2: float = 0.1             # anchors the positives' energies towards zero
+    langevin: LangevinConfig = field(default_factory=lambda: LangevinConfig(
+        iterations=10, step_init=1.0, step_final=1e-3, delta_clip=0.25, update="correct"))
+
+    def validate(self) -> None:
+        _require(self.width >= 1 and self.depth >= 1, "width/depth", "must be >= 1", (self.width, self.depth))
+        _require(self.entropy_weight >= 0, "entropy_weight", "must be >= 0", self.entropy_weight)
+        _require(self.positive_l2 >= 0, "positive_l2", "must be >= 0", self.positive_l2)
+
+
+@dataclass
 class EBMConfig:
     sampler: Literal["dfo", "autoregressive", "langevin"] = "dfo"
     counter_examples: int = 256          # per sample (per action dimension when autoregressive)
@@ -150,11 +169,34 @@ class EBMConfig:
     autoregressive_train_iterations: int = 1   # Algorithm 2 iterations run while training
     langevin: LangevinConfig = field(default_factory=LangevinConfig)
     gradient_penalty: GradientPenaltyConfig = field(default_factory=GradientPenaltyConfig)
+    # Maximum-entropy regulariser (ebm_theory_vs_practice, section IV / appendix A): adds
+    # weight * 1/2 Var over counter-examples of E(x, y~) to InfoNCE. 0 = off.
+    max_entropy_weight: float = 0.0
+    marginal: MarginalSamplerConfig = field(default_factory=MarginalSamplerConfig)
 
     def validate(self) -> None:
+        _require(self.max_entropy_weight >= 0, "max_entropy_weight", "must be >= 0", self.max_entropy_weight)
         _require(self.counter_examples >= 1, "counter_examples", "must be >= 1", self.counter_examples)
         _require(self.autoregressive_train_iterations >= 1, "autoregressive_train_iterations", "must be >= 1",
                  self.autoregressive_train_iterations)
+
+
+@dataclass
+class IRvSConfig:
+    """Implicit RL via supervised learning (Piche et al. 2022; model.kind: irvs): an energy over
+    (action, return) given the observation. Returns are normalised to [-1, 1] over the dataset's
+    range; inference minimises E(s, a, G) - inverse_eta * G over (a, G)."""
+    inverse_eta: float = 1.0             # 1/eta; 0 = the joint's mode (IBC-like), large = best return
+    discount: float = 0.98               # return-to-go at step t = reward * discount ** (T - 1 - t)
+    return_buffer: float = 0.05          # like data.action_buffer: the data's returns span the
+                                         # middle of [-1, 1], so no mode sits on the sampling edge
+    return_grid: int = 64                # returns tried per action by energy_grid / energies
+
+    def validate(self) -> None:
+        _require(self.inverse_eta >= 0, "inverse_eta", "must be >= 0", self.inverse_eta)
+        _require(0 < self.discount <= 1, "discount", "must be in (0, 1]", self.discount)
+        _require(self.return_grid >= 2, "return_grid", "must be >= 2", self.return_grid)
+        _require(0 <= self.return_buffer < 1, "return_buffer", "must be in [0, 1)", self.return_buffer)
 
 
 @dataclass
@@ -198,3 +240,8 @@ class TrainConfig:
     ebm: EBMConfig = field(default_factory=EBMConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    irvs: IRvSConfig = field(default_factory=IRvSConfig)
+
+    def validate(self) -> None:
+        _require(self.model.kind != "irvs" or self.ebm.sampler in ("dfo", "langevin"), "ebm.sampler",
+                 "must be dfo or langevin for model.kind irvs", self.ebm.sampler)

@@ -84,7 +84,6 @@ class PolicyNode(Node):
         self._last_used_stamp = -1.0
         self._reset_stamp = -1.0
         self.refused_old = 0
-        self.rejected_frames = 0
 
         acting = MutuallyExclusiveCallbackGroup()  # inference and reset never interleave
         self.setpoint_pub = self.create_publisher(Vector3Stamped, "setpoint_delta", 10)
@@ -122,7 +121,6 @@ class PolicyNode(Node):
         try:
             check_image(msg)  # a bad frame never replaces the newest good one
         except ValueError as exc:
-            self.rejected_frames += 1
             self.get_logger().error(f"camera frame rejected: {exc}", throttle_duration_sec=2.0)
             return
         with self._frame_lock:

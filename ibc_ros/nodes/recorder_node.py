@@ -86,3 +86,7 @@ class RecorderNode(Node):
 
 def main(args: list[str] | None = None) -> None:
     run_node(RecorderNode, args)
+
+
+if __name__ == "__main__":
+    main()

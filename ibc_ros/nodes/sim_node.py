@@ -14,13 +14,15 @@ controller/reset and policy/reset (so neither acts on the previous episode), run
 the task's max_steps policy periods, print the result, repeat; after `episodes` episodes
 (0 = forever) print the summary, write summary_file (JSON) if set, and exit - which ends the
 stack. supervise: false (the record_demos stack): the operator owns the episodes - the scene runs
-until sim/reset puts the next seed's scene up (and resets the controller); no policy is waited for.
+until sim/reset puts the next seed's scene up (and resets the controller); no policy is waited for,
+frames come at camera_hz.
 
 Timing (lockstep: true, the default) reproduces in-process `ibc-eval` step for step: sim time
 only advances when the stack has answered. Every 10 ms tick first publishes the new /clock time,
 then waits (wall time, at most step_timeout) for the controller's joint_command stamped with that
-time, applies it and steps physics - exactly PushEnv.step's order. With a policy present, frames
-are rendered only at policy-step boundaries (every 1/control_hz = 0.2 s of sim time, the
+time, applies it and steps physics - exactly PushEnv.step's order. In supervised episodes (they
+need the policy node: its policy/reset is waited for up to service_timeout) frames are rendered
+only at policy-step boundaries (every 1/control_hz = 0.2 s of sim time, the
 controller's setpoint cycle; camera_hz is not used), and sim time stands still until the
 controller has taken the policy's setpoint for that frame (controller/setpoint stamped at the
 boundary): the observation is exactly the scene at the boundary, and the action starts there,
@@ -69,7 +71,8 @@ class SimNodeConfig:
                                        # state tasks: half the camera's 640x360)
     camera_height: int = 0
     status_hz: float = 10.0
-    service_timeout: float = 30.0      # wall s to wait for controller/reset and policy/reset
+    service_timeout: float = 120.0     # wall s to wait for controller/reset and policy/reset (torch
+                                       # import + checkpoint load can take a minute on a busy CPU)
     summary_file: str = ""             # write the episode results as JSON here at the end
     supervise: bool = True             # run episodes itself; false: the operator resets (sim/reset)
     lockstep: bool = True              # sim time waits for joint commands and the policy (see above)
@@ -110,7 +113,7 @@ class SimNode(Node):
         self.results: list[EpisodeResult] = []
         self._command: tuple[np.ndarray, float] | None = None
         self._setpoint_stamp = 0.0         # stamp of the controller's newest setpoint
-        self._paced_by_policy = False      # lockstep with a policy: frames at step boundaries
+        self._paced_by_policy = False      # lockstep episodes: frames at policy-step boundaries
         self._reset_stamp = START_TIME_S
         self._command_lock = threading.Condition()
         self._reset_requested = threading.Event()
@@ -167,15 +170,17 @@ class SimNode(Node):
     # ------------------------------------------------------------------ episode loop
     def _run(self) -> None:
         try:
-            self._wait_for(self.controller_reset, required=True)
+            self._wait_for(self.controller_reset)
             if not self.config.supervise:
                 self._run_operator_scenes()
                 return
-            policy_present = self._wait_for(self.policy_reset, required=False)
-            self._paced_by_policy = self.config.lockstep and policy_present
+            # The episode supervisor evaluates a policy: without one, lockstep would time out at
+            # every step, and a late one would find the sim in the wrong timing mode.
+            self._wait_for(self.policy_reset)
+            self._paced_by_policy = self.config.lockstep
             episode = 0
             while not self._stop.is_set() and (self.config.episodes == 0 or episode < self.config.episodes):
-                result = self._run_episode(self.config.first_seed + episode, policy_present)
+                result = self._run_episode(self.config.first_seed + episode)
                 if result is None:
                     continue  # abandoned via sim/reset: same count, next seed
                 episode += 1
@@ -189,17 +194,12 @@ class SimNode(Node):
             self.get_logger().fatal(f"simulation failed: {exc!r}")
             rclpy.try_shutdown() if hasattr(rclpy, "try_shutdown") else rclpy.shutdown()
 
-    def _wait_for(self, client, required: bool) -> bool:
-        name = client.srv_name
+    def _wait_for(self, client) -> None:
         deadline = time.monotonic() + self.config.service_timeout
         while not client.wait_for_service(timeout_sec=0.5):
             self._publish_clock()  # nodes on sim time need a clock to start their timers
             if self._stop.is_set() or time.monotonic() > deadline:
-                if required:
-                    raise RuntimeError(f"service {name} not available after {self.config.service_timeout:.0f} s")
-                self.get_logger().warning(f"no {name} service: episodes start without resetting it")
-                return False
-        return True
+                raise RuntimeError(f"service {client.srv_name} not available after {self.config.service_timeout:.0f} s")
 
     def _call(self, client) -> None:
         future = client.call_async(Trigger.Request())
@@ -211,7 +211,7 @@ class SimNode(Node):
                 raise RuntimeError(f"{client.srv_name} did not answer within {self.config.service_timeout:.0f} s")
             time.sleep(0.005)
 
-    def _start_episode(self, seed: int, policy_present: bool) -> None:
+    def _start_episode(self, seed: int, with_policy: bool) -> None:
         # Sim time stands still during the reset except for two ticks: one before the resets
         # (everything stamped earlier belongs to the old episode: the controller and policy drop
         # it) and one after (joint commands stamped from then on follow the reset controller).
@@ -222,7 +222,7 @@ class SimNode(Node):
         self._advance_clock()
         self._reset_stamp = self.sim_time  # from here on, older setpoint messages are ignored
         self._call(self.controller_reset)
-        if policy_present:
+        if with_policy:
             self._call(self.policy_reset)
         self._advance_clock()
         self._reset_stamp = self.sim_time
@@ -235,7 +235,7 @@ class SimNode(Node):
         """record_demos: one scene per sim/reset; the operator starts/stops the recordings."""
         seed = self.config.first_seed
         while not self._stop.is_set():
-            self._start_episode(seed, policy_present=False)
+            self._start_episode(seed, with_policy=False)
             self._reset_requested.clear()
             self.get_logger().info(f"scene of seed {seed} ready (sim/reset for the next one)")
             self._publish_camera()
@@ -245,8 +245,8 @@ class SimNode(Node):
                 self._pace(wall_start, sim_start)
             seed += 1
 
-    def _run_episode(self, seed: int, policy_present: bool) -> EpisodeResult | None:
-        self._start_episode(seed, policy_present)
+    def _run_episode(self, seed: int) -> EpisodeResult | None:
+        self._start_episode(seed, with_policy=True)
         self._reset_requested.clear()
         if not self._paced_by_policy:
             self._publish_camera()
@@ -256,7 +256,9 @@ class SimNode(Node):
             if self._paced_by_policy:
                 self._await_policy_step()
             for _ in range(self.ticks_per_step):
-                if self._reset_requested.is_set() or self._stop.is_set():
+                if self._stop.is_set():
+                    return None
+                if self._reset_requested.is_set():
                     self.get_logger().info(f"episode with seed {seed} abandoned (sim/reset)")
                     return None
                 self._tick()

@@ -230,3 +230,7 @@ class TeleopNode(Node):
 
 def main(args: list[str] | None = None) -> None:
     run_node(TeleopNode, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -3,6 +3,7 @@
     ibc-eval --checkpoint runs/push_states/final.pt --task push_states --episodes 100 \
              --json out/eval.json --video out/eval.mp4
     ibc-eval --oracle --task push_multi_states --episodes 200
+    ibc-eval --checkpoint runs/irvs_push/policy.pt --task push_states --policy-set irvs.inverse_eta=2
 
 Evaluation seeds start at 1,000,000 (ibc-data keeps training seeds below), so no evaluated
 episode was seen in training. Prints the success rate with a 95% Wilson interval.
@@ -58,7 +59,7 @@ def load_policy(args: argparse.Namespace):
         return None
     from ibc_core.policy import CheckpointError, Policy   # torch is only needed for checkpoints
     try:
-        return Policy.load(args.checkpoint, device=args.device)
+        return Policy.load(args.checkpoint, device=args.device, overrides=args.policy_overrides)
     except CheckpointError as exc:
         raise ValueError(f"cannot load checkpoint {args.checkpoint}: {exc}") from exc
 
@@ -85,6 +86,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     successes = sum(r["success"] for r in results)
     low, high = wilson_interval(successes, len(results))
     summary = {"task": args.task, "policy": "oracle" if args.oracle else str(args.checkpoint),
+               "policy_overrides": list(args.policy_overrides),
                "episodes": len(results), "successes": successes, "success_rate": successes / len(results),
                "wilson95": [low, high], "seeds": [seeds.start, seeds.stop],
                "mean_steps": float(np.mean([r["steps"] for r in results])),
@@ -112,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--video-episodes", type=int, default=3)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="task config override, e.g. --set success_tolerance=0.01")
+    parser.add_argument("--policy-set", dest="policy_overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="policy inference override (Policy.load), e.g. --policy-set irvs.inverse_eta=2")
     args = parser.parse_args(argv)
     if args.episodes < 1:
         parser.error("--episodes must be >= 1")

@@ -1,0 +1,73 @@
+"""Bad parameters, files and checkpoints at start-up: each node process exits with status 1 and a
+`fatal: ...` line that names the bad field or file, before publishing anything (so nothing can
+move the arm). All nodes are started at once (real processes; the parameter path is the real
+rclpy one: params file + `-p`)."""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from ibc_ros.paths import share_file
+from tests.fault.conftest import node_argv
+
+pytestmark = pytest.mark.ros
+
+
+def bad_checkpoints(good: Path, root: Path) -> dict[str, Path]:
+    garbage, truncated, mismatched = root / "garbage.pt", root / "truncated.pt", root / "mismatched.pt"
+    garbage.write_bytes(b"not a checkpoint\n" * 100)
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    payload = torch.load(good, map_location="cpu", weights_only=True)
+    payload["config"]["model"]["mlp"]["width"] *= 2  # the stored weights no longer fit the model
+    torch.save(payload, mismatched)
+    return {"garbage": garbage, "truncated": truncated, "mismatched": mismatched}
+
+
+def test_nodes_refuse_to_start_with_bad_parameters_and_name_them(tiny_rgb_checkpoint, tmp_path):
+    controller_yaml = yaml.safe_load(share_file("config", "controller.yaml").read_text())
+    controller_yaml["workspace"]["x"] = [0.7, 0.15]  # reversed box
+    bad_controller = tmp_path / "controller_bad.yaml"
+    bad_controller.write_text(yaml.safe_dump(controller_yaml))
+    checkpoints = bad_checkpoints(tiny_rgb_checkpoint, tmp_path)
+    cases = {  # name: (argv, text the fatal line must contain)
+        "controller age": (node_argv("controller_node", "controller_node.yaml", "max_setpoint_age:=-1.0"),
+                           "max_setpoint_age"),
+        "controller box": (node_argv("controller_node", "controller_node.yaml", f"config_file:={bad_controller}"),
+                           "workspace.x"),
+        "controller file": (node_argv("controller_node", "controller_node.yaml",
+                                      f"config_file:={tmp_path / 'missing.yaml'}"), "missing.yaml"),
+        "policy rate": (node_argv("policy_node", "policy.yaml", f"checkpoint:={tiny_rgb_checkpoint}", "rate_hz:=0.0"),
+                        "rate_hz"),
+        "policy missing": (node_argv("policy_node", "policy.yaml", f"checkpoint:={tmp_path / 'nope.pt'}"),
+                           "not found"),
+        "policy garbage": (node_argv("policy_node", "policy.yaml", f"checkpoint:={checkpoints['garbage']}"),
+                           "corrupt or truncated"),
+        "policy truncated": (node_argv("policy_node", "policy.yaml", f"checkpoint:={checkpoints['truncated']}"),
+                             "corrupt or truncated"),
+        "policy mismatched": (node_argv("policy_node", "policy.yaml", f"checkpoint:={checkpoints['mismatched']}"),
+                              "weights do not match"),
+        "driver": (node_argv("xarm_driver_node", "xarm_driver.yaml", "collision_sensitivity:=9"),
+                   "collision_sensitivity"),
+        "driver start": (node_argv("xarm_driver_node", "xarm_driver.yaml", "start_joints:=[0.1, 0.2]"),
+                         "start_joints"),
+        "sim": (node_argv("sim_node", "sim.yaml", "real_time_factor:=-1.0"), "real_time_factor"),
+        "camera": (node_argv("camera_node", "camera.yaml", "fps:=0"), "fps"),
+        "recorder": (node_argv("recorder_node", "recorder.yaml", "flush_interval_s:=0.0"), "flush_interval_s"),
+    }
+    procs = {name: subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for name, (argv, _) in cases.items()}
+    failures = []
+    for name, proc in procs.items():
+        try:
+            output, _ = proc.communicate(timeout=300)  # a loaded 2-core machine imports torch slowly
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            output, _ = proc.communicate()
+        fatal = [line for line in output.splitlines() if line.startswith("fatal:")]
+        if proc.returncode != 1 or not fatal or cases[name][1] not in fatal[0]:
+            failures.append(f"{name}: exit {proc.returncode}, output tail:\n{output[-1500:]}")
+    assert not failures, "\n\n".join(failures)

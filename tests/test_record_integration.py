@@ -112,6 +112,15 @@ class Operator:
         seen = len(self.states)
         wait_for(lambda: len(self.states) >= seen + count, 60, f"{count} new sim frames")
 
+    def wait_until_teleop_is_quiet(self) -> None:
+        """After a release, a setpoint teleop published just before it may still be in flight
+        (seen under load): wait until three frames pass with no new setpoint."""
+        while True:
+            count = len(self.sent)
+            self.wait_frames(3)
+            if len(self.sent) == count:
+                return
+
     def demonstrate(self, oracle: PushOracle, max_steps: int) -> list[Vector3Stamped]:
         """One recorded episode: r, oracle through the pointer until success or max_steps teleop
         setpoints, release, g (if successful), s. Returns the setpoints teleop sent meanwhile."""
@@ -133,7 +142,7 @@ class Operator:
             if any(m.data for m in self.success[success_seen:]):
                 break
         self.point_at(None)
-        self.wait_frames(2)  # released: no setpoint is in flight when the episode stops
+        self.wait_until_teleop_is_quiet()  # released: no setpoint is in flight when the episode stops
         steps = list(self.sent[first:])
         succeeded = any(m.data for m in self.success[success_seen:])
         if succeeded:

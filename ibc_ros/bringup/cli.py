@@ -13,6 +13,7 @@ or after Ctrl-C, else the first failing node's status.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import shutil
 import signal
@@ -68,7 +69,8 @@ class Supervisor:
             # Own session: the terminal's Ctrl-C reaches only the supervisor, which stops the
             # nodes in order and waits for them instead of leaving orphans behind.
             process = subprocess.Popen(node_command(spec), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                       start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                       start_new_session=True, preexec_fn=_die_with_supervisor,
+                                       env={**os.environ, "PYTHONUNBUFFERED": "1"})
             self.nodes.append(RunningNode(spec, process))
             threading.Thread(target=_forward_output, args=(spec.name, process.stdout, self._print_lock),
                              daemon=True).start()
@@ -128,6 +130,14 @@ def list_arguments(stack_name: str) -> int:
         choices = f" {{{', '.join(arg.choices)}}}" if arg.choices else ""
         print(f"  {arg.name}:={arg.default}{choices}  {arg.description}")
     return 0
+
+
+def _die_with_supervisor() -> None:
+    """Runs in each node's child process before exec: if the supervisor itself is killed
+    (SIGKILL, OOM), the kernel sends the node SIGTERM, so no node keeps driving the arm alone."""
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -253,6 +253,9 @@ def replay_setpoints_into_sim(tmp_path: Path, bag: Path, recorded_final_state: n
     return float(np.linalg.norm(final[:2] - recorded_final_state[:2]))
 
 
+# Slow: 2-10 min on 2 cores, and it timed out once (of 4 runs) waiting for the recorder's 'start'
+# event after key 'r' under load; kept out of CI until that is understood (issue #6 note).
+@pytest.mark.slow
 def test_record_demos_sim_teleop_oracle_two_episodes_convert_train_and_replay(tmp_path):
     out, sent, finals = run_demonstrations(tmp_path, episodes=2, max_steps=12)
     assert all(len(s) >= 6 for s in sent), [len(s) for s in sent]

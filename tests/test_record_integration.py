@@ -12,8 +12,6 @@ Fast variant: 2 short episodes. Slow variant: 20 episodes of the task's full hor
 from __future__ import annotations
 
 import math
-import os
-import signal
 import subprocess
 import sys
 import threading
@@ -34,6 +32,7 @@ from ibc_ros.recording.episodes import decode_event
 from sim.config import load_task_config
 from sim.oracles import PushOracle
 from tests.ros_client import RosClient, wait_for
+from tests.ros_processes import stop
 from tests.test_ros_bringup import alive, child_pids
 
 pytestmark = pytest.mark.ros
@@ -47,13 +46,7 @@ def record_demos(args: list[str], log: Path) -> subprocess.Popen:
 
 
 def stop_stack(proc: subprocess.Popen, log: Path) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    stop(proc, timeout=60)
     assert not any(alive(pid) for pid in child_pids(log)), log.read_text()[-3000:]
 
 

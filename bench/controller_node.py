@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import subprocess
 import threading
 import time
@@ -28,6 +27,7 @@ from rclpy.executors import SingleThreadedExecutor
 from sensor_msgs.msg import JointState
 
 from bench.common import finish, machine, percentiles
+from ibc_ros.processes import stop
 
 PERIOD_S = 0.01
 
@@ -69,11 +69,7 @@ def record(seconds: float, warmup: float) -> dict[str, Any]:
         time.sleep(seconds)
         window = np.asarray(arrivals[start:])
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop(proc, timeout=10)
         executor.shutdown()
         node.destroy_node()
         context.try_shutdown()

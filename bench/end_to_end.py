@@ -18,13 +18,11 @@ from __future__ import annotations
 import argparse
 import bisect
 import os
-import signal
 import subprocess
 import threading
 import time
 from typing import Any, Optional, Sequence
 
-import numpy as np
 import rclpy
 from geometry_msgs.msg import Vector3Stamped
 from rclpy.context import Context
@@ -35,6 +33,7 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float32
 
 from bench.common import finish, machine, percentiles
+from ibc_ros.processes import stop
 
 
 def seconds_of(stamp) -> float:
@@ -117,11 +116,7 @@ def run_stack(policy: str, seconds: float, warmup: float, extra: Sequence[str]) 
         commands, frames = list(recorder.commands), dict(recorder.frames)
         policy_latency, inference = recorder.policy_latency[marks[2]:], recorder.inference_time[marks[2]:]
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop(proc, timeout=20)
         recorder.close()
     rtf = achieved_real_time_factor(clock)
     stack_latency, wall_latency = latencies(setpoints, commands, frames)

@@ -26,7 +26,7 @@ import torch
 from bench.common import finish, interleaved, machine, percentiles
 from bench.reference_dfo import reference_energies
 from ibc_core.checkpoint import PolicyArtifacts
-from ibc_core.cli.bench import named_artifacts
+from ibc_core.cli.bench import named_artifacts, random_training_batch
 from ibc_core.losses import info_nce
 from ibc_core.models.energy import EnergyNetwork
 from ibc_core.samplers.noise import HashedNoise
@@ -39,14 +39,8 @@ Batch = tuple[dict[str, torch.Tensor], torch.Tensor]
 
 
 def random_batch(artifacts: PolicyArtifacts, batch: int) -> Batch:
-    spec, generator = artifacts.spec, torch.Generator().manual_seed(0)
-    obs = {}
-    if spec.state_dim:
-        obs["state"] = torch.randn(batch, spec.history_length, spec.state_dim, generator=generator)
-    if spec.image_hw:
-        obs["rgb"] = torch.randint(0, 256, (batch, spec.history_length, *spec.image_hw, 3),
-                                   dtype=torch.uint8, generator=generator)
-    return obs, torch.rand(batch, spec.action_dim, generator=generator) * 2 - 1
+    """On its own seeded generator: the same batch on every run, whatever else drew from torch's RNG."""
+    return random_training_batch(artifacts.spec, batch, generator=torch.Generator().manual_seed(0))
 
 
 def reference_loss(network: EnergyNetwork, obs: dict[str, torch.Tensor], actions: torch.Tensor,

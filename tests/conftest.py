@@ -1,11 +1,15 @@
 """Test-wide setup: every pytest run gets its own ROS 2 domain on loopback, so parallel runs
-(and a developer's running stack) never hear each other's nodes."""
+(and a developer's running stack) never hear each other's nodes; and the fixture that keeps
+training tests on one torch thread."""
 from __future__ import annotations
 
 import fcntl
 import os
 import random
 import tempfile
+from typing import Iterator
+
+import pytest
 
 
 def _claim_free_domain() -> int:
@@ -32,3 +36,14 @@ if "IBC_TEST_KEEP_DOMAIN" not in os.environ:
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("ROS_LOCALHOST_ONLY", "1")  # Humble's spelling of the same
 os.environ.setdefault("PYTHONUNBUFFERED", "1")
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """torch on one thread for the test (`pytestmark = pytest.mark.usefixtures(...)` in files
+    that train): the CI machine has 2 cores shared with other tests."""
+    import torch  # here, not at the top: the ROS environment above is set before any heavy import
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -23,6 +23,7 @@ class RosClient:
         self.node = rclpy.create_node(name, context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
+        self._subscriptions: dict[str, Any] = {}
         self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
 
@@ -55,8 +56,13 @@ class RosClient:
     def collect(self, msg_type: Any, topic: str, qos: QoSProfile | int = 50) -> list:
         """Every message arriving on topic, with its arrival time as attribute-free tuples."""
         received: list = []
-        self.node.create_subscription(msg_type, topic, received.append, qos)
+        self._subscriptions[topic] = self.node.create_subscription(msg_type, topic, received.append, qos)
         return received
+
+    def publishers_matched(self, topic: str) -> int:
+        """Publishers matched with this client's collect() subscription on topic: once > 0, a
+        reliable publisher's messages reach the list (volatile QoS loses those sent before)."""
+        return self._subscriptions[topic].get_publisher_count()
 
     def call(self, srv_type: Any, name: str, request: Any, timeout: float = 20.0) -> Any:
         client = self.node.create_client(srv_type, name)
@@ -74,3 +80,23 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str, period: f
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(period)
+
+
+def quiet_since(received: list, quiet_s: float, timeout: float, what: str) -> None:
+    """Wait until no message has arrived in ``received`` for quiet_s (a loaded machine may still
+    be delivering a backlog); TimeoutError naming what was awaited if it never goes quiet."""
+    deadline = time.monotonic() + timeout
+    count, since = len(received), time.monotonic()
+    while time.monotonic() - since < quiet_s:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+        if len(received) != count:
+            count, since = len(received), time.monotonic()
+
+
+def steady(messages: list, value: Callable[[Any], Any], count: int = 10) -> bool:
+    """The last `count` messages carry the same value(msg): a node holding still (however late
+    a loaded machine delivers), checked without any wall-clock bound."""
+    last = [tuple(value(m)) for m in messages[-count:]]
+    return len(last) == count and len(set(last)) == 1

@@ -1,15 +1,17 @@
 """Start Python code or node executables as separate OS processes for ROS tests, and make sure
-they are gone afterwards. Real processes, real DDS: nothing here touches rclpy."""
+they are gone afterwards (ibc_ros.processes.stop, as the bringup supervisor does). Real processes,
+real DDS: nothing here touches rclpy."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import textwrap
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
+
+from ibc_ros.processes import stop  # also what tests import from here
 
 
 @contextmanager
@@ -31,13 +33,3 @@ def python_script(code: str) -> list[str]:
     """argv that runs a dedented Python snippet in a fresh interpreter."""
     return [sys.executable, "-c", textwrap.dedent(code)]
 
-
-def stop(proc: subprocess.Popen, timeout: float = 10.0) -> int:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    return proc.returncode

@@ -92,3 +92,41 @@ def test_setpoints_are_clamped_to_the_workspace(config, ik):
     _, target = controller.step(t + 1.0)
     assert target[1] == pytest.approx(config.workspace.y[0])
     assert controller.ik_failures == 0
+
+
+def test_return_to_start_drives_back_in_a_straight_line_without_a_joint_jump(config, ik):
+    """controller/reset on hardware: from an e-stop far from the start, a straight line back at
+    the return speed, every joint step within the limit, setpoints ignored until it arrives."""
+    controller = CartesianController(config, ik=ik)
+    controller.reset()
+    period, t = config.period_s, 0.0
+    for _ in range(6):                              # 0.6 m of setpoints towards +x, +y
+        controller.on_setpoint_delta(np.array([0.1, 0.1]), t)
+        for _ in range(round(config.setpoint_period_s / period)):
+            t += period
+            controller.step(t)
+    controller.estop(t)
+    away = controller.ee_target
+    start = controller.envelope.clamp_target(config.start_xy)
+    speed = 0.1
+    arrival = controller.return_to_start(t, speed)
+    assert not controller.estopped
+    assert arrival - t == pytest.approx(np.linalg.norm(start - away) / speed)
+    assert np.array_equal(controller.on_setpoint_delta(np.array([0.1, 0.0]), t + 0.1), start)  # ignored
+    previous, targets = controller.joint_command, []
+    while t < arrival + 0.5:
+        t += period
+        q, target = controller.step(t)
+        assert np.all(np.abs(q - previous) <= config.max_joint_step + 1e-12)
+        previous = q
+        targets.append(target)
+    targets = np.array(targets)
+    direction = (start - away) / np.linalg.norm(start - away)
+    offsets = targets - away
+    off_line = offsets - np.outer(offsets @ direction, direction)
+    assert np.abs(off_line).max() < 1e-9                                    # on the segment
+    assert np.linalg.norm(np.diff(targets, axis=0), axis=1).max() <= speed * period + 1e-9
+    np.testing.assert_allclose(targets[-1], start, atol=1e-12)
+    assert not controller.returning(t)
+    goal = controller.on_setpoint_delta(np.array([0.05, 0.0]), t)    # accepted again
+    np.testing.assert_allclose(goal[:2], start[:2] + [0.05, 0.0])

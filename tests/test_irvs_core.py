@@ -25,12 +25,7 @@ from ibc_core.training.trainer import Trainer
 from sim.cli import data as data_cli
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)  # the CI machine has 2 cores shared with other tests
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def episode(steps: int, success: bool, info: dict | None = None, action: float = 0.0) -> Episode:

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from ibc_core.config_io import load_config
 from ibc_core.irvs.trainer import IRvSTrainer
@@ -23,12 +22,7 @@ from sim.four_goals import BEST_GOAL, GOALS, FourGoalsEnv, write_dataset
 STARTS = np.stack(np.meshgrid(np.linspace(-0.7, 0.7, 6), np.linspace(-0.7, 0.7, 6)), -1).reshape(-1, 2)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)  # the CI machine has 2 cores shared with other tests
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -29,6 +29,8 @@ DRIVER = """
     import json, time, numpy as np, rclpy
     from geometry_msgs.msg import Vector3Stamped
     from sensor_msgs.msg import Image
+    from rclpy.duration import Duration
+    from std_msgs.msg import String
     from std_srvs.srv import Trigger
     rclpy.init()
     node = rclpy.create_node("record_test_driver")
@@ -60,13 +62,25 @@ DRIVER = """
                 sent.append([sp.vector.x, sp.vector.y, frame % 256])
             frame += 1
             time.sleep(1 / 30)
-        time.sleep(0.3)  # let DDS deliver before the episode ends
+        # The episode must not end before the recorder holds every setpoint: a reliable publisher
+        # knows when all readers acknowledged; the recorder's executor takes ready subscriptions
+        # before the service request that follows. (Frames are best effort: a short grace.)
+        assert setpoints.wait_for_all_acked(Duration(seconds=20)), "recorder never acknowledged the setpoints"
+        time.sleep(0.3)
         return sent
     out = {}
     call("start"); out["kept"] = stream(1.2); call("mark_success"); call("stop")
     call("start"); out["discarded"] = stream(0.6); call("discard")
     call("start"); out["killed"] = stream(1.2)
-    time.sleep(1.0)  # > flush_interval_s: everything above is on disk
+    # Everything above is on disk once two successive 1 Hz status reports show nothing queued
+    # and nothing unflushed (between them the recorder's executor was idle at least once).
+    idle = []
+    node.create_subscription(String, "recorder/status", lambda m: idle.append(
+        json.loads(m.data)["pending"] == 0 and json.loads(m.data)["unflushed"] == 0), 10)
+    deadline = time.monotonic() + 30
+    while idle[-2:] != [True, True]:
+        assert time.monotonic() < deadline, "recorder never reported its queue flushed"
+        rclpy.spin_once(node, timeout_sec=0.1)
     print(json.dumps(out), flush=True)
 """
 

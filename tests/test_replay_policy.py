@@ -28,6 +28,7 @@ from sim.block_push import PushWorld
 from sim.config import load_task_config
 from tests.ros_client import RosClient, wait_for
 from tests.ros_processes import running
+from tests.tiny_training import train_tiny_pixel_policy
 
 pytestmark = pytest.mark.ros
 BIN = Path(sys.executable).parent
@@ -65,7 +66,9 @@ def write_bag(path: Path, frames: list[np.ndarray]) -> list[int]:
     writer = DurableBagWriter(path, {"/clock": "rosgraph_msgs/msg/Clock",
                                      "/camera/image_raw": "sensor_msgs/msg/Image"})
     stamps = []
-    end_ns = START_NS + (FRAMES + 2) * FRAME_NS
+    # The clock runs on 1 s past the last frame: the policy's sim-time timer must still tick
+    # for the last frames when a loaded machine delivers them late.
+    end_ns = START_NS + (FRAMES + 10) * FRAME_NS
     for t in range(START_NS, end_ns, CLOCK_NS):
         clock = T["rosgraph_msgs/msg/Clock"](clock=header(t, "").stamp)
         writer.write("/clock", t, serialize(clock, "rosgraph_msgs/msg/Clock"))
@@ -92,17 +95,9 @@ def train_tiny_checkpoint(root: Path, frames: list[np.ndarray]) -> Path:
         rgb = np.stack([preprocess_image(f, spec) for f in frames[seed * 12:(seed + 1) * 12]])
         writer.add(Episode(actions=rng.uniform(-0.05, 0.05, (len(rgb), 2)).astype(np.float32),
                            observations={"rgb": rgb}, success=True, seed=seed, info={}))
-    run = root / "run"
-    subprocess.run([sys.executable, "-m", "ibc_core.cli.train", "train_push_pixels", f"data.path={root / 'data'}",
-                    f"run.out_dir={run}", "optim.steps=3", "optim.batch_size=8", "ebm.counter_examples=8",
-                    "ebm.dfo.samples=64", "run.checkpoint_every=3", "run.log_every=3",
-                    "model.encoder.channels=[4,8,8,8]", "model.mlp.width=32", "model.mlp.depth=2"],
-                   check=True, capture_output=True, timeout=900)
-    return run / "policy.pt"
+    return train_tiny_pixel_policy(root / "data", root / "run")
 
 
-# Slow: failed once on a fresh-clone CI run (passed in the runs before); timing-flaky, see the issue #5/#8 note.
-@pytest.mark.slow
 def test_replayed_image_stream_gives_the_offline_policy_actions(tmp_path):
     from ibc_core.policy import Policy
 
@@ -116,6 +111,8 @@ def test_replayed_image_stream_gives_the_offline_policy_actions(tmp_path):
             "-p", f"checkpoint:={checkpoint}", "-p", "device:=cpu", "-p", "use_sim_time:=true"]
     with RosClient("replay_policy_test") as client, running(argv, tmp_path / "policy.log"):
         setpoints = client.collect(Vector3Stamped, "setpoint_delta")
+        # The policy's first setpoint must reach this list: match before the replay starts.
+        wait_for(lambda: client.publishers_matched("setpoint_delta") > 0, 120, "the policy node's setpoint publisher")
         replay = subprocess.run([str(BIN / "ibc-replay"), str(bag), "--rate", "0.5", "--wait-subscribers", "120"],
                                 capture_output=True, text=True, timeout=300)
         assert replay.returncode == 0, replay.stderr[-3000:]

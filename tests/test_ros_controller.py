@@ -16,7 +16,7 @@ from std_srvs.srv import Trigger
 
 from ibc_ros.control import load_controller_config
 from ibc_ros.paths import share_file
-from tests.ros_client import RosClient, wait_for
+from tests.ros_client import RosClient, steady, wait_for
 from tests.ros_processes import running
 
 pytestmark = pytest.mark.ros
@@ -35,8 +35,10 @@ def send(client: RosClient, pub, dx: float, dy: float) -> float:
     return now.nanoseconds * 1e-9
 
 
-# Slow: failed once on a fresh-clone CI run (passed in the runs before); timing-flaky, see the issue #5/#8 note.
-@pytest.mark.slow
+def settled(targets: list) -> bool:
+    return steady(targets, lambda t: (t.pose.position.x, t.pose.position.y))
+
+
 def test_controller_node_interpolates_clamps_holds_and_estops(tmp_path):
     config = load_controller_config()
     argv = [sys.executable, "-m", "ibc_ros.nodes.controller_node", "--ros-args",
@@ -55,12 +57,14 @@ def test_controller_node_interpolates_clamps_holds_and_estops(tmp_path):
         send(client, pub, 0.05, 0.0)
         wait_for(lambda: any(abs(t.pose.position.x - (start[0] + 0.05)) < 1e-9 for t in targets), 5,
                  "target reaching the setpoint")
-        time.sleep(0.3)
+        wait_for(lambda: settled(targets), 10, "controller holding the setpoint")
         xs = np.array([t.pose.position.x for t in targets])
         ts = np.array([seconds(t.header.stamp) for t in targets])
         ts -= ts[0]  # relative times keep the fit well conditioned
         moving = (xs > start[0] + 1e-9) & (xs < start[0] + 0.05 - 1e-9)
-        assert moving.sum() >= 10  # ~19 ticks of 100 Hz inside a 0.2 s period
+        # ~19 ticks of 100 Hz inside a 0.2 s period on an idle machine; the rate itself is a
+        # benchmark (bench/controller_node.py), here only enough points for the line fit.
+        assert moving.sum() >= 4
         slope, intercept = np.polyfit(ts[moving], xs[moving], 1)
         assert np.allclose(slope, 0.05 / config.setpoint_period_s, rtol=1e-4)
         # float64 epoch seconds resolve ~0.2 us, i.e. ~0.1 um of motion: a micron bounds the error
@@ -75,7 +79,7 @@ def test_controller_node_interpolates_clamps_holds_and_estops(tmp_path):
         for _ in range(8):
             send(client, pub, -0.1, -0.1)
             time.sleep(0.2)
-        time.sleep(0.4)
+        wait_for(lambda: settled(targets), 10, "controller holding at the boundary")
         final = np.array([targets[-1].pose.position.x, targets[-1].pose.position.y])
         (x0, x1), (y0, y1), (r0, r1) = config.workspace.x, config.workspace.y, config.workspace.radius
         for t in targets:
@@ -93,9 +97,16 @@ def test_controller_node_interpolates_clamps_holds_and_estops(tmp_path):
         send(client, pub, 0.05, 0.05)
         time.sleep(0.4)
         assert np.allclose([targets[-1].pose.position.x, targets[-1].pose.position.y], held, atol=1e-12)
-        # Reset returns to the start setpoint and accepts setpoints again.
-        assert client.call(Trigger, "controller/reset", Trigger.Request()).success
-        time.sleep(0.1)
+        # Reset (hardware setting: reset_jumps false) drives back to the start at return_speed,
+        # without a joint jump, then accepts setpoints again.
+        reply = client.call(Trigger, "controller/reset", Trigger.Request())
+        assert reply.success and "returning to the start" in reply.message
+        start_xy = tuple(config.start_xy)
+        wait_for(lambda: settled(targets) and np.allclose(
+            [targets[-1].pose.position.x, targets[-1].pose.position.y], start_xy, atol=1e-9), 30,
+            "the target back at the start")
+        q = np.array([c.position for c in commands])
+        assert np.abs(np.diff(q, axis=0)).max() <= config.max_joint_step + 1e-9
         send(client, pub, 0.0, 0.05)
         wait_for(lambda: abs(targets[-1].pose.position.y - (config.start_xy[1] + 0.05)) < 1e-9, 5,
                  "setpoint after reset")

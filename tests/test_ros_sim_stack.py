@@ -10,7 +10,6 @@ import json
 import math
 import os
 import signal
-import subprocess
 import time
 import sys
 from pathlib import Path
@@ -24,6 +23,7 @@ from std_srvs.srv import Trigger
 from sim.cli import data, evaluate
 from tests.ros_client import RosClient, wait_for
 from tests.test_ros_bringup import alive, bringup, child_pids
+from tests.tiny_training import train_tiny_pixel_policy
 
 pytestmark = pytest.mark.ros
 
@@ -33,12 +33,7 @@ def tiny_pixel_checkpoint(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tiny_pixels")
     dataset, run = root / "data", root / "run"
     assert data.main(["generate", "--task", "push_pixels", "--episodes", "2", "--out", str(dataset)]) == 0
-    subprocess.run([sys.executable, "-m", "ibc_core.cli.train", "train_push_pixels", f"data.path={dataset}",
-                    f"run.out_dir={run}", "optim.steps=3", "optim.batch_size=8", "ebm.counter_examples=8",
-                    "ebm.dfo.samples=64", "run.checkpoint_every=3", "run.log_every=3",
-                    "model.encoder.channels=[4,8,8,8]", "model.mlp.width=32", "model.mlp.depth=2"],
-                   check=True, capture_output=True, timeout=600)
-    return run / "policy.pt"
+    return train_tiny_pixel_policy(dataset, run)
 
 
 def test_demo_stack_closes_the_loop_and_exits_after_the_episodes(tiny_pixel_checkpoint, tmp_path):
@@ -134,10 +129,6 @@ def test_closed_loop_success_through_ros_matches_in_process_eval(tmp_path):
     assert low_a <= high_b and low_b <= high_a, (eval_successes, ros_successes)
 
 
-# Slow: flaky on a loaded 2-core machine — in 1 of 3 runs the node did not act on the second
-# fresh frame within 20 s (after the lock-step act_on_new_frames change); kept out of CI until
-# understood (issue #5 note). tests/test_replay_policy.py covers the same equality in CI.
-@pytest.mark.slow
 def test_policy_node_acts_on_the_newest_fresh_frame_like_offline_inference(tiny_pixel_checkpoint, tmp_path):
     """policy_node alone: frames (+ state, if the checkpoint observes it) published by this test (real DDS). Its setpoints equal
     offline Policy.act on the same observations, carry the frame's stamp, skip stale frames,
@@ -158,15 +149,17 @@ def test_policy_node_acts_on_the_newest_fresh_frame_like_offline_inference(tiny_
     frames = [pattern(i)[::2, ::2].copy() for i in range(4)]  # 320x180 frames
     argv = [sys.executable, "-m", "ibc_ros.nodes.policy_node", "--ros-args", "--params-file",
             str(share_file("config", "policy.yaml")), "-p", f"checkpoint:={tiny_pixel_checkpoint}",
-            "-p", "device:=cpu", "-p", "rate_hz:=5.0", "-p", "max_frame_age:=0.5"]
+            "-p", "device:=cpu", "-p", "rate_hz:=5.0", "-p", "max_frame_age:=2.0"]
+    # max_frame_age 2 s (0.5 s on the robot): a loaded 2-core CI machine can deliver a fresh
+    # frame late; stale frames below are 10 s old.
     with RosClient("policy_test") as client, running(argv, tmp_path / "policy.log"):
         setpoints = client.collect(Vector3Stamped, "setpoint_delta")
         latency = client.collect(Float32, "policy/latency")
         image_pub = client.publisher(Image, "camera/image_raw", qos_profile_sensor_data)
         state_pub = client.publisher(Float32MultiArray, "observation/state")
         needs_state = "state" in offline.observation_keys  # pixel configs may add the state
-        wait_for(lambda: image_pub.get_subscription_count() > 0
-                 and (state_pub.get_subscription_count() > 0 or not needs_state), 60, "policy node subscriptions")
+        wait_for(lambda: image_pub.get_subscription_count() > 0 and client.publishers_matched("setpoint_delta") > 0
+                 and (state_pub.get_subscription_count() > 0 or not needs_state), 60, "policy node endpoints")
 
         def publish(frame, age_s: float = 0.0):
             state_pub.publish(Float32MultiArray(data=state.tolist()))
@@ -174,9 +167,9 @@ def test_policy_node_acts_on_the_newest_fresh_frame_like_offline_inference(tiny_
             image_pub.publish(msg)
             return msg.header.stamp
 
-        # A stale frame (2 s old) is never acted on.
+        # A stale frame (10 s old) is never acted on.
         for _ in range(5):
-            publish(frames[0], age_s=2.0)
+            publish(frames[0], age_s=10.0)
             time.sleep(0.1)
         time.sleep(0.5)
         assert setpoints == []

@@ -20,7 +20,7 @@ def test_generate_states_dataset_with_two_workers_matches_one_worker(tmp_path):
     meta = read_meta(tmp_path / "w2")
     assert meta["task"] == "push_states" and meta["control_hz"] == 5.0
     assert meta["action_low"] == [-0.1, -0.1] and meta["action_high"] == [0.1, 0.1]
-    assert meta["observation_keys"] == ["state"] and meta["seeds"] == [5, 8]
+    assert meta["observation_keys"] == ["state"]
     parallel, serial = list(iter_episodes(tmp_path / "w2")), list(iter_episodes(tmp_path / "w1"))
     assert [e.seed for e in parallel] == [5, 6, 7]
     for a, b in zip(parallel, serial):
@@ -28,6 +28,18 @@ def test_generate_states_dataset_with_two_workers_matches_one_worker(tmp_path):
         np.testing.assert_array_equal(a.actions, b.actions)
         np.testing.assert_array_equal(a.observations["state"], b.observations["state"])
         assert np.abs(a.actions).max() <= 0.1
+
+
+def test_generate_resumes_with_only_the_missing_seeds(tmp_path, capsys):
+    out = str(tmp_path / "d")
+    assert data.main(["generate", "--task", "push_states", "--episodes", "2", "--out", out, "--seed", "5"]) == 0
+    first = [e.actions for e in iter_episodes(out)]
+    assert data.main(["generate", "--task", "push_states", "--episodes", "3", "--out", out, "--seed", "5"]) == 0
+    assert "2 of these seeds are already stored, 1 to run" in capsys.readouterr().out
+    episodes = list(iter_episodes(out))
+    assert [e.seed for e in episodes] == [5, 6, 7]
+    for before, after in zip(first, episodes):
+        np.testing.assert_array_equal(before, after.actions)   # untouched
 
 
 def test_generate_pixel_dataset_stores_preprocessed_frames(tmp_path):

@@ -21,7 +21,7 @@ from ibc_ros.control.config import load_controller_config
 from ibc_ros.control.envelope import SafetyEnvelope
 from ibc_ros.recording.bag_io import BagReader
 from ibc_ros.recording.bag_to_dataset import convert_bags
-from tests.ros_client import RosClient, wait_for
+from tests.ros_client import RosClient, quiet_since, wait_for
 from tests.ros_processes import running
 
 pytestmark = pytest.mark.ros
@@ -75,6 +75,7 @@ def test_pointer_and_keys_record_exactly_the_sent_setpoints(tmp_path):
         assert len(events) == 1, "recorder never started"
         stream(1.6, tuple(target))              # engaged: steps towards the target
         stream(1.0, None)                       # released after the pointer timeout
+        quiet_since(sent, 1.5, 20, "teleop to stop publishing once the pointer went idle")
         count = len(sent)
         keys.publish(String(data="success"))
         keys.publish(String(data="s"))

@@ -116,20 +116,27 @@ def bench_inference(policy: Policy, iterations: int, warmup: int) -> dict[str, f
                              policy.device))
 
 
+def random_training_batch(spec: ObservationSpec, batch: int, device: torch.device | str = "cpu",
+                          generator: torch.Generator | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """A training batch of spec's shapes: N(0, 1) states, uint8 frames, actions uniform in
+    [-1, 1) (normalised). Drawn from `generator`, or torch's global RNG when None."""
+    obs = {}
+    if spec.state_dim:
+        obs["state"] = torch.randn(batch, spec.history_length, spec.state_dim, device=device, generator=generator)
+    if spec.image_hw:
+        obs["rgb"] = torch.randint(0, 256, (batch, spec.history_length, *spec.image_hw, 3),
+                                   dtype=torch.uint8, device=device, generator=generator)
+    return obs, torch.rand(batch, spec.action_dim, device=device, generator=generator) * 2 - 1
+
+
 def bench_training(artifacts: PolicyArtifacts, device: torch.device, steps: int, warmup: int) -> dict[str, float]:
     """Steps/s of the training step (forward, loss with counter-examples, backward, Adam) on
     random data of the configured shapes."""
     cfg = artifacts.config
     network = artifacts.build().to(device).train()
     optimizer = torch.optim.Adam(network.parameters(), lr=cfg.optim.lr)
-    spec, batch = artifacts.spec, cfg.optim.batch_size
-    obs = {}
-    if spec.state_dim:
-        obs["state"] = torch.randn(batch, spec.history_length, spec.state_dim, device=device)
-    if spec.image_hw:
-        obs["rgb"] = torch.randint(0, 256, (batch, spec.history_length, *spec.image_hw, 3),
-                                   dtype=torch.uint8, device=device)
-    actions = torch.rand(batch, spec.action_dim, device=device) * 2 - 1
+    batch = cfg.optim.batch_size
+    obs, actions = random_training_batch(artifacts.spec, batch, device)
     step = iter(range(10 ** 9))
 
     def train_step() -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ibc_core.checkpoint import CheckpointError
+from ibc_core.cli.common import report_errors
 from ibc_core.config_io import ConfigError, load_config
 from ibc_core.data.episodes import DatasetError
 from ibc_core.irvs.trainer import IRvSTrainer
@@ -37,6 +38,13 @@ def resolve_config(name: str) -> Path:
         raise ConfigError(f"config {name!r} is neither a file nor a shipped config") from exc
 
 
+def train(config: str, overrides: Sequence[str], resume: bool) -> Path:
+    """Trains with the trainer the config's model kind needs; returns the policy file."""
+    cfg = load_config(TrainConfig, resolve_config(config), overrides)
+    trainer_class = IRvSTrainer if cfg.model.kind == "irvs" else Trainer
+    return trainer_class(cfg, resume=resume).run()
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="ibc-train", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -44,15 +52,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. optim.steps=2000")
     parser.add_argument("--resume", action="store_true", help="continue from out_dir/checkpoints/last.pt")
     args = parser.parse_args(argv)
-    try:
-        cfg = load_config(TrainConfig, resolve_config(args.config), args.overrides)
-        trainer_class = IRvSTrainer if cfg.model.kind == "irvs" else Trainer
-        path = trainer_class(cfg, resume=args.resume).run()
-    except (ConfigError, DatasetError, CheckpointError, FileNotFoundError) as exc:
-        print(f"ibc-train: error: {exc}", file=sys.stderr)
-        return 2
-    print(f"policy written to {path}")
-    return 0
+    return report_errors("ibc-train", (ConfigError, DatasetError, CheckpointError, FileNotFoundError),
+                         lambda: f"policy written to {train(args.config, args.overrides, args.resume)}")
 
 
 if __name__ == "__main__":

@@ -45,7 +45,8 @@ class Episode:
         return len(self.actions)
 
 
-def _validate_episode(episode: Episode, source: str) -> None:
+def validate_episode(episode: Episode, source: str) -> None:
+    """DatasetError naming `source` unless the episode can be stored (finite, consistent lengths)."""
     actions = episode.actions
     if actions.ndim != 2 or len(actions) == 0:
         raise DatasetError(f"{source}: actions must be a non-empty [T, A] array, got {actions.shape}")
@@ -82,7 +83,7 @@ class DatasetWriter:
         self._next_index = len(episode_files(self.root))
 
     def add(self, episode: Episode) -> Path:
-        _validate_episode(episode, f"episode {self._next_index}")
+        validate_episode(episode, f"episode {self._next_index}")
         path = self.root / "episodes" / f"{self._next_index:06d}.npz"
         self._next_index += 1
         arrays = {"actions": episode.actions.astype(np.float32),
@@ -121,7 +122,7 @@ def read_episode(path: str | Path) -> Episode:
                               info=json.loads(str(data["info"])) if "info" in data.files else {})
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise DatasetError(f"{path}: unreadable episode ({type(exc).__name__}: {exc})") from exc
-    _validate_episode(episode, str(path))
+    validate_episode(episode, str(path))
     return episode
 
 

@@ -14,6 +14,7 @@ from typing import Optional, Sequence
 
 from tqdm import tqdm
 
+from ibc_core.cli.common import report_errors
 from ibc_core.data.episodes import DatasetError, DatasetWriter, episode_files, read_episode, read_meta
 
 MUST_AGREE = ("task", "action_low", "action_high", "control_hz", "observation_keys", "state_dim", "image_spec")
@@ -54,13 +55,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="new dataset directory")
     parser.add_argument("sources", nargs="+", help="dataset directories, optionally DIR:N (first N episodes)")
     args = parser.parse_args(argv)
-    try:
-        written = mix(args.out, [parse_source(text) for text in args.sources])
-    except DatasetError as exc:
-        print(f"mix: error: {exc}", file=sys.stderr)
-        return 2
-    print(f"wrote {written} episodes to {args.out}")
-    return 0
+    return report_errors("mix", (DatasetError,), lambda: (
+        f"wrote {mix(args.out, [parse_source(text) for text in args.sources])} episodes to {args.out}"))
 
 
 if __name__ == "__main__":

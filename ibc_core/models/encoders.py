@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ibc_core.normalization import ObservationStats

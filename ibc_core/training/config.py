@@ -207,8 +207,14 @@ class OptimConfig:
     lr_decay: float = 0.99
     lr_decay_steps: int = 100
     weight_decay: float = 0.0
+    # Mixed precision: "bfloat16" autocasts the forward pass (weights, optimizer and loss
+    # reduction stay float32); ~1.6-2x faster on CPUs with AMX/AVX512-BF16 and on GPUs.
+    # "auto" picks bfloat16 where it is fast, like Policy's inference precision.
+    precision: str = "float32"
 
     def validate(self) -> None:
+        _require(self.precision in ("float32", "bfloat16", "auto"), "precision",
+                 "must be float32, bfloat16 or auto", self.precision)
         _require(self.batch_size >= 1, "batch_size", "must be >= 1", self.batch_size)
         _require(self.steps >= 0, "steps", "must be >= 0", self.steps)
         _require(self.lr > 0, "lr", "must be > 0", self.lr)

@@ -21,7 +21,7 @@ from ibc_core.models.base import PolicyNetwork
 from ibc_core.models.encoders import ObservationSpec
 from ibc_core.models.explicit import NearestNeighbourNetwork
 from ibc_core.normalization import ActionBounds, ObservationStats
-from ibc_core.policy import resolve_device
+from ibc_core.policy import resolve_device, resolve_precision
 from ibc_core.samplers.noise import HashedNoise
 from ibc_core.training.config import AugmentConfig, TrainConfig
 from ibc_core.training.distributed import DistContext, average_gradients, init_distributed, shutdown
@@ -108,6 +108,7 @@ class Trainer:
             torch.set_num_threads(cfg.run.threads)
         torch.manual_seed(cfg.run.seed)
         self.out_dir = Path(cfg.run.out_dir)
+        self.autocast_dtype = resolve_precision(cfg.optim.precision, self.device)
 
     # ----- public -----
     def run(self, demos: Optional[Demonstrations] = None) -> Path:
@@ -177,8 +178,11 @@ class Trainer:
               noise: HashedNoise) -> tuple[torch.Tensor, dict[str, float]]:
         if "rgb" in obs:
             obs["rgb"] = augment_images(obs["rgb"], self.cfg.data.augment, noise)
-        features = network.features(self._to_device(obs))
-        return network.loss(features, actions.to(self.device), noise)
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype,
+                            enabled=self.autocast_dtype != torch.float32):
+            features = network.features(self._to_device(obs))
+            loss, metrics = network.loss(features, actions.to(self.device), noise)
+        return loss.float(), metrics
 
     def _global_batch(self, step: int, size: int) -> torch.Tensor:
         # Same indices in every process: a generator seeded by (seed, step).

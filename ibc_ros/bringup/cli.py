@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import IO, Sequence
 
 from ibc_ros.bringup.stack import NodeSpec, StackError, load_stack, parse_arguments, resolve
+from ibc_ros.processes import interrupt, wait_or_kill
 
 STOP_TIMEOUT_S = 10.0
 
@@ -92,17 +93,14 @@ class Supervisor:
         return 0
 
     def stop(self) -> None:
+        # All nodes are interrupted before waiting on any, so they shut down in parallel within
+        # one shared deadline rather than one timeout each.
         for node in self.nodes:
-            if node.process.poll() is None:
-                os.killpg(node.process.pid, signal.SIGINT)
+            interrupt(node.process)
         deadline = time.monotonic() + STOP_TIMEOUT_S
         for node in self.nodes:
-            try:
-                node.process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                self._say(f"{node.spec.name} ignored SIGINT for {STOP_TIMEOUT_S:.0f} s: killing it")
-                os.killpg(node.process.pid, signal.SIGKILL)
-                node.process.wait()
+            if wait_or_kill(node.process, timeout=max(0.1, deadline - time.monotonic())):
+                self._say(f"{node.spec.name} ignored SIGINT for {STOP_TIMEOUT_S:.0f} s: killed it")
         self._say("all nodes stopped")
 
 

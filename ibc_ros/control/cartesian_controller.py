@@ -27,6 +27,7 @@ class CartesianController:
         self._joints = np.zeros(6)
         self._ee_target = np.zeros(3)
         self.estopped = False
+        self._returning_until = -np.inf   # return_to_start: setpoints are ignored until then
         self.ik_failures = 0
         self.reset()
 
@@ -44,20 +45,41 @@ class CartesianController:
         return self._ee_target.copy()
 
     def reset(self, start_xy: np.ndarray | None = None, t: float = 0.0) -> np.ndarray:
-        """Put the setpoint at ``start_xy`` (default: config.start_xy), clear the e-stop and
-        return the joint positions for it (the pose to move the arm to before streaming)."""
+        """Put the setpoint at ``start_xy`` (default: config.start_xy) at once, clear the e-stop
+        and return the joint positions for it (the pose to move the arm to before streaming).
+        The joint command jumps there: only for an arm that is (placed) at that pose; a
+        streaming arm goes back with ``return_to_start``."""
         start = self.envelope.clamp_target(self.config.start_xy if start_xy is None else start_xy)
         self._joints = self.ik.solve(start, seed=np.array(self.config.ik.rest_joints))
         self._ee_target = start
         self._interpolator.reset(start, t)
         self.estopped = False
+        self._returning_until = -np.inf
         return self._joints.copy()
+
+    def return_to_start(self, t: float, speed: float) -> float:
+        """Drive the commanded target from where it is at ``t`` back to config.start_xy in a
+        straight line at ``speed`` m/s (the joint step limit still applies every cycle), clear
+        the e-stop, and ignore setpoints until it arrives; returns the arrival time."""
+        if not speed > 0:
+            raise ValueError(f"speed must be positive, got {speed}")
+        start = self.envelope.clamp_target(self.config.start_xy)
+        distance = float(np.linalg.norm(start - self._interpolator.position(t)))
+        duration = max(self.config.setpoint_period_s, distance / speed)
+        self._interpolator.set_goal(start, t, duration)
+        self.estopped = False
+        self._returning_until = t + duration
+        return self._returning_until
+
+    def returning(self, t: float) -> bool:
+        """Still on the way back to the start (setpoints are ignored)."""
+        return t < self._returning_until
 
     def on_setpoint_delta(self, delta_xy: np.ndarray, t: float) -> np.ndarray:
         """Move the setpoint by (dx, dy) metres from the previous setpoint; returns the new
-        clamped setpoint. Ignored (returns the current one) while e-stopped."""
+        clamped setpoint. Ignored (returns the current one) while e-stopped or returning."""
         delta = self.envelope.clamp_delta(delta_xy)
-        if self.estopped:
+        if self.estopped or self.returning(t):
             return self.setpoint
         goal = self.envelope.clamp_target(self.setpoint[:2] + delta)
         self._interpolator.set_goal(goal, t)
@@ -81,6 +103,7 @@ class CartesianController:
         return self._joints.copy(), target.copy()
 
     def estop(self, t: float) -> None:
-        """Stop at the currently commanded point and ignore setpoints until ``reset``."""
+        """Stop at the currently commanded point and ignore setpoints until a reset."""
         self._interpolator.hold(t)
         self.estopped = True
+        self._returning_until = -np.inf

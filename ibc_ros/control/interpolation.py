@@ -24,20 +24,27 @@ class SetpointInterpolator:
         self._start = np.asarray(point, dtype=np.float64).copy()
         self._goal = self._start.copy()
         self._t0 = t
+        self._duration = self.period_s
 
     @property
     def goal(self) -> np.ndarray:
         return self._goal.copy()
 
-    def set_goal(self, goal: np.ndarray, t: float) -> None:
+    def set_goal(self, goal: np.ndarray, t: float, duration_s: float | None = None) -> None:
+        """Head for goal from the point commanded at t, arriving after duration_s (default: the
+        policy period)."""
+        duration = self.period_s if duration_s is None else duration_s
+        if duration <= 0:
+            raise ValueError(f"duration_s must be positive, got {duration}")
         self._start = self.position(t)
         self._goal = np.asarray(goal, dtype=np.float64).copy()
         self._t0 = t
+        self._duration = duration
 
     def hold(self, t: float) -> None:
         """Stop where the interpolation is now (e-stop)."""
         self.reset(self.position(t), t)
 
     def position(self, t: float) -> np.ndarray:
-        fraction = float(np.clip((t - self._t0) / self.period_s, 0.0, 1.0))
+        fraction = float(np.clip((t - self._t0) / self._duration, 0.0, 1.0))
         return self._start + fraction * (self._goal - self._start)

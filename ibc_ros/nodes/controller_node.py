@@ -30,10 +30,16 @@ from ibc_ros.paths import share_file
 class ControllerNodeConfig:
     config_file: str = "controller.yaml"   # ControllerConfig YAML; a bare name is looked up in config/
     max_setpoint_age: float = 1.0          # s; older setpoints are late and dropped
+    # controller/reset: false (hardware) drives the arm back to the start in a straight line at
+    # return_speed; true (sim) jumps there, because the sim places the arm at the start itself.
+    reset_jumps: bool = False
+    return_speed: float = 0.1              # m/s of that return
 
     def validate(self) -> None:
         if self.max_setpoint_age <= 0:
             raise ValueError(f"max_setpoint_age must be positive, got {self.max_setpoint_age}")
+        if self.return_speed <= 0:
+            raise ValueError(f"return_speed must be positive, got {self.return_speed}")
 
 
 def controller_config_path(name: str) -> Path:
@@ -56,15 +62,24 @@ class ControllerNode(Node):
         self.create_service(Trigger, "controller/estop", self._on_estop)
         self.create_service(Trigger, "controller/reset", self._on_reset)
         self.create_timer(self.config.period_s, self._on_tick)
-        self._reset()
+        self._reset_stamp = self._now()
+        self.controller.reset(t=self._reset_stamp)   # the driver moves the arm here before streaming
+        self._publish_setpoint()
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
-    def _reset(self) -> None:
+    def _reset(self) -> str:
         self._reset_stamp = self._now()
-        self.controller.reset(t=self._reset_stamp)
+        if self.node_config.reset_jumps:
+            self.controller.reset(t=self._reset_stamp)
+            message = "setpoint back at the start"
+        else:
+            arrival = self.controller.return_to_start(self._reset_stamp, self.node_config.return_speed)
+            message = (f"returning to the start at {self.node_config.return_speed} m/s, "
+                       f"{arrival - self._reset_stamp:.1f} s; setpoints are ignored until then")
         self._publish_setpoint()
+        return message
 
     def _publish_setpoint(self) -> None:
         msg = PointStamped()
@@ -82,6 +97,9 @@ class ControllerNode(Node):
         if self.controller.estopped:
             self.get_logger().warning("e-stopped: setpoint ignored (call controller/reset)",
                                       throttle_duration_sec=2.0)
+            return
+        if self.controller.returning(self._now()):
+            self.get_logger().warning("returning to the start: setpoint ignored", throttle_duration_sec=2.0)
             return
         try:
             self.controller.on_setpoint_delta(np.array([msg.vector.x, msg.vector.y]), self._now())
@@ -109,9 +127,10 @@ class ControllerNode(Node):
         return response
 
     def _on_reset(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        self._reset()
+        message = self._reset()
+        self.get_logger().info(message)
         response.success = True
-        response.message = f"setpoint reset to {np.round(self.controller.setpoint, 3).tolist()}"
+        response.message = f"{message} ({np.round(self.controller.setpoint, 3).tolist()})"
         return response
 
     def close(self) -> None:

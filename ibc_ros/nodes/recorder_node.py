@@ -73,6 +73,7 @@ class RecorderNode(Node):
         episode = rec.episode
         status = {"recording": episode is not None, "episode": episode.index if episode else None,
                   "written": rec.written, "dropped": rec.dropped, "pending": rec.pending(),
+                  "unflushed": rec.unflushed,
                   "errors": rec.errors[-3:]}
         self._status_pub.publish(String(data=json.dumps(status)))
         if rec.dropped > self._reported_drops:

@@ -274,7 +274,7 @@ class SimNode(Node):
         still until the controller has taken the setpoint the policy computed from it."""
         self._publish_camera()
         boundary = self.sim_time
-        if not self._await(lambda: self._setpoint_stamp >= boundary - self.dt / 2):
+        if not self._await(lambda: self._setpoint_stamp >= boundary - self.dt / 2) and not self._stop.is_set():
             self.get_logger().warning(f"lockstep: no setpoint for the frame at t={boundary:.2f} s within "
                                       f"{self.config.step_timeout} s: going on", throttle_duration_sec=5.0)
 
@@ -293,8 +293,9 @@ class SimNode(Node):
         # The new time first: the controller computes the command for it (PushEnv.step's order).
         self._advance_clock()
         now = self.sim_time
-        if self.config.lockstep and not self._await(lambda: self._command is not None
-                                                      and self._command[1] >= now - self.dt / 2):
+        commanded = not self.config.lockstep or self._await(
+            lambda: self._command is not None and self._command[1] >= now - self.dt / 2)
+        if not commanded and not self._stop.is_set():   # (at shutdown the controller goes first)
             self.get_logger().warning(f"lockstep: no joint_command for t={now:.2f} s within "
                                       f"{self.config.step_timeout} s: going on", throttle_duration_sec=5.0)
         with self._command_lock:

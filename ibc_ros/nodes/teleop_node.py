@@ -37,6 +37,7 @@ from ibc_ros.teleop.window import display_available
 
 TABLE_FRAMES = ("table", "")
 IMAGE_FRAMES = ("image", "pixels")
+RECORDER_WAIT_S = 5.0   # a key pressed while the stack starts waits this long for the recorder
 SERVICE_FOR_ACTION = {"start": "recorder/start", "stop": "recorder/stop",
                       "discard": "recorder/discard", "success": "recorder/mark_success"}
 
@@ -61,6 +62,8 @@ class TeleopNode(Node):
         self.create_subscription(String, "teleop/key", lambda msg: self.handle_key(msg.data), 50)
         self._recorder_clients = {a: self.create_client(Trigger, s) for a, s in SERVICE_FOR_ACTION.items()}
         self._queued_actions: deque[str] = deque()
+        self._queued_since = time.monotonic()   # when the oldest queued action became the next one
+        self._call_in_flight = False
         self.create_timer(1.0 / self.config.rate_hz, self._tick)
         self.window = self._open_window()
 
@@ -133,18 +136,25 @@ class TeleopNode(Node):
         # "success" then "stop" pressed quickly must reach the recorder in that order.
         self._queued_actions.append(action)
         if len(self._queued_actions) == 1:
+            self._queued_since = time.monotonic()
             self._send_next_action()
 
     def _send_next_action(self) -> None:
-        while self._queued_actions:
+        """Send the oldest queued action; one pressed while the recorder is still being discovered
+        waits up to RECORDER_WAIT_S for its service (retried from _tick) before it is refused."""
+        while self._queued_actions and not self._call_in_flight:
             action = self._queued_actions[0]
             client = self._recorder_clients[action]
             if client.service_is_ready():
+                self._call_in_flight = True
                 future = client.call_async(Trigger.Request())
                 future.add_done_callback(lambda f: self._on_recorder_reply(action, f))
                 return
+            if time.monotonic() - self._queued_since < RECORDER_WAIT_S:
+                return
             self.get_logger().error(f"{SERVICE_FOR_ACTION[action]} is not available: is recorder_node running?")
             self._queued_actions.popleft()
+            self._queued_since = time.monotonic()
 
     def _on_recorder_reply(self, action: str, future) -> None:
         reply = future.result()
@@ -153,11 +163,14 @@ class TeleopNode(Node):
             self.get_logger().info(reply.message)
         else:
             self.get_logger().warning(f"{action} refused: {reply.message if reply else 'no reply'}")
+        self._call_in_flight = False
         self._queued_actions.popleft()
+        self._queued_since = time.monotonic()
         self._send_next_action()
 
     # -- output -------------------------------------------------------------------------------
     def _tick(self) -> None:
+        self._send_next_action()   # an action still waiting for the recorder's service
         delta = self.commander.tick(time.monotonic())
         if delta is None:
             return

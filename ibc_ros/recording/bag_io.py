@@ -16,6 +16,7 @@ import shutil
 import struct
 import tempfile
 import time
+import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -33,6 +34,8 @@ MCAP_MAGIC = b"\x89MCAP0\r\n"
 _MCAP_OP_FOOTER = 0x02
 _MCAP_OP_DATA_END = 0x0F
 _RECORD_HEADER = struct.Struct("<BQ")  # opcode, record length
+# Chunk record: header, then message start/end time and uncompressed size (uint64 each), crc (uint32).
+_CHUNK_CRC_OFFSET = _RECORD_HEADER.size + 3 * 8
 
 
 class BagError(ValueError):
@@ -85,12 +88,15 @@ class DurableBagWriter:
         self._storage = self._writer.storage
         if not isinstance(self._storage, McapWriter):
             raise BagError("DurableBagWriter needs rosbags' MCAP storage writer")
+        self._close_chunk_without_crc = self._storage.close_chunk
+        self._storage.close_chunk = self._close_chunk_with_crc   # also the writer's own 1 MiB closes
         self._connections = {topic: self._writer.add_connection(topic, msgtype, typestore=typestore())
                              for topic, msgtype in topics.items()}
         self._flush_interval_s = flush_interval_s
         self._fsync = fsync
         self._last_flush = time.monotonic()
         self.message_count = 0
+        self.unflushed = 0          # messages a killed process would lose right now
         self.flush()  # schemas and channels on disk from the start
 
     @property
@@ -103,6 +109,7 @@ class DurableBagWriter:
             raise BagError(f"topic {topic!r} is not one of this bag's topics {sorted(self._connections)}")
         self._writer.write(connection, int(timestamp_ns), data)
         self.message_count += 1
+        self.unflushed += 1
         if time.monotonic() - self._last_flush >= self._flush_interval_s:
             self.flush()
 
@@ -117,6 +124,19 @@ class DurableBagWriter:
         if self._fsync:
             os.fsync(self._storage.bio.fileno())
         self._last_flush = time.monotonic()
+        self.unflushed = 0
+
+    def _close_chunk_with_crc(self) -> None:
+        """rosbags writes every chunk with crc 0 ("not computed"), so damaged message bytes would
+        read back silently. Fill in the CRC-32 of the uncompressed chunk, which rosbags, the mcap
+        tools and `ros2 bag` verify on reading."""
+        crc = zlib.crc32(self._storage.chunk.bio.getvalue())
+        start = self._storage.bio.tell()
+        self._close_chunk_without_crc()
+        end = self._storage.bio.tell()
+        self._storage.bio.seek(start + _CHUNK_CRC_OFFSET)
+        self._storage.bio.write(struct.pack("<I", crc))
+        self._storage.bio.seek(end)
 
     def set_custom_data(self, key: str, value: str) -> None:
         self._writer.set_custom_data(key, value)
@@ -172,8 +192,11 @@ class BagReader:
 
     def messages(self, topics: Sequence[str] | None = None) -> Iterator[BagMessage]:
         connections = [c for c in self._reader.connections if topics is None or c.topic in topics]
-        for conn, timestamp, data in self._reader.messages(connections=connections):
-            yield BagMessage(conn.topic, conn.msgtype, timestamp, bytes(data))
+        try:
+            for conn, timestamp, data in self._reader.messages(connections=connections):
+                yield BagMessage(conn.topic, conn.msgtype, timestamp, bytes(data))
+        except Exception as exc:  # rosbags' ReaderError and friends: e.g. a chunk checksum mismatch
+            raise BagError(f"{self.path}: damaged bag, unreadable after some messages ({exc})") from exc
 
 
 def find_bags(paths: Sequence[str | Path]) -> tuple[list[Path], list[Path]]:

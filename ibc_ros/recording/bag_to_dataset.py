@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from ibc_core.data.episodes import DatasetWriter, Episode
+from ibc_core.data.episodes import DatasetWriter, Episode, validate_episode
 from ibc_core.data.preprocess import ImageSpec, preprocess_image
 from ibc_ros.control.config import load_controller_config
 from ibc_ros.recording.bag_io import BagError, BagReader, deserialize, find_bags
@@ -82,6 +82,8 @@ def convert_bags(bags: Sequence[str | Path], out: str | Path, spec: ImageSpec, t
                 report.empty_episodes += 1
     if not episodes:
         raise BagError(f"no usable episodes in the bags:\n{report.summary()}")
+    for episode in episodes:  # every episode checked before anything is written
+        validate_episode(episode, f"{episode.info['bag']} (episode {episode.info['episode']})")
     writer = DatasetWriter(out, _meta(task, spec, action_limit))  # only now: bad input changes nothing
     for episode in episodes:
         writer.add(episode)
@@ -126,7 +128,10 @@ def _read_bag(bag: Path, spec: ImageSpec) -> _BagContents:
         setpoints: list[tuple[int, int, float, float]] = []
         events: list[tuple[int, dict[str, Any]]] = []
         for message in reader.messages([image_topic, setpoint_topic, events_topic]):
-            msg = deserialize(message.data, message.msgtype)
+            try:
+                msg = deserialize(message.data, message.msgtype)
+            except Exception as exc:  # rosbags raises assorted errors on malformed CDR
+                raise BagError(f"{bag}: undecodable {message.msgtype} on {message.topic} ({exc})") from exc
             if message.topic == image_topic:
                 stamps.append(stamp_ns(msg.header))
                 images.append(preprocess_image(image_to_rgb(msg), spec))

@@ -135,6 +135,7 @@ class EpisodeRecorder:
         self._queue: queue.Queue[_Item] = queue.Queue()
         self.dropped = 0
         self.written = 0
+        self.unflushed = 0          # written but not yet on disk (what a crash would lose)
         self.errors: list[str] = []
         self._thread = threading.Thread(target=self._write_loop, name="bag-writer", daemon=True)
         self._thread.start()
@@ -226,6 +227,7 @@ class EpisodeRecorder:
             except queue.Empty:
                 if writer is not None:
                     writer.flush_if_due()  # quiet topics still reach the disk on time
+                    self.unflushed = writer.unflushed
                 continue
             try:
                 writer = self._handle(writer, item)
@@ -242,10 +244,12 @@ class EpisodeRecorder:
         if isinstance(item, _Message) and writer is not None:
             writer.write(item.topic, item.time_ns, item.data)
             self.written += 1
+            self.unflushed = writer.unflushed
         elif isinstance(item, _Close) and writer is not None:
             for key, value in item.custom_data.items():
                 writer.set_custom_data(key, value)
             writer.close()
+            self.unflushed = 0
             if item.delete:
                 shutil.rmtree(writer.path)
             return None

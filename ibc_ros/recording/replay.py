@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
-from tqdm import tqdm
 
 from ibc_ros.recording.bag_io import BagError, BagMessage, BagReader
 from ibc_ros.recording.bag_to_dataset import resolve_topic

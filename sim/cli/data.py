@@ -5,7 +5,9 @@
              --set oracle_noise=0.3 --keep-failed --seed 100000     # IRvS: noisy, failures kept
 
 Episode i uses environment seed --seed + i (training seeds stay below 1,000,000; evaluation
-uses seeds from there). Failed oracle episodes are left out (reported at the end). Pixel
+uses seeds from there). Each episode is written as soon as it is done, so an interrupted run
+loses nothing: rerun it (or a larger --episodes) and only the seeds not yet in --out run.
+Failed oracle episodes are left out (reported at the end) and retried on a rerun. Pixel
 tasks store frames preprocessed with the task's image_spec (recorded in meta.json).
 --keep-failed stores failed episodes too (success=False), for return-aware training (IRvS).
 """
@@ -22,7 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ibc_core.config_io import ConfigError, to_dict
-from ibc_core.data.episodes import DatasetError, DatasetWriter, Episode
+from ibc_core.data.episodes import DatasetError, DatasetWriter, Episode, episode_files
 from ibc_core.data.preprocess import preprocess_image
 from sim.config import TaskConfig, load_task_config, task_names
 from sim.rollout import run_episode
@@ -32,13 +34,14 @@ from ibc_ros.recording.bag_to_dataset import add_from_bags_subcommand
 _worker_state: dict = {}
 
 
-def dataset_meta(config: TaskConfig, env, first_seed: int, episodes: int) -> dict:
+def dataset_meta(config: TaskConfig, env) -> dict:
+    """Dataset-wide facts; seeds are per episode (a resumed dataset spans several runs)."""
     keys = list(config.observation_keys)
     meta = {"task": config.task, "action_low": np.asarray(env.action_low).tolist(),
             "action_high": np.asarray(env.action_high).tolist(), "control_hz": config.control_hz,
             "observation_keys": keys, "state_dim": int(env.observation()["state"].shape[0]),
             "max_steps": config.max_steps, "success_tolerance": config.success_tolerance,
-            "source": "oracle", "seeds": [first_seed, first_seed + episodes]}
+            "source": "oracle"}
     if "rgb" in keys:
         meta["image_spec"] = to_dict(config.image_spec)
     if config.kind == "particle":
@@ -66,7 +69,16 @@ def _generate(seed: int) -> Episode | None:
                    info={"final_distance": rollout.final_distance})
 
 
-def _episodes(task: str, overrides: list[str], seeds: range, workers: int,
+def stored_seeds(root: Path) -> set[int]:
+    """Environment seeds of the episodes already in a dataset directory (none if it is new)."""
+    seeds = set()
+    for path in episode_files(root):
+        with np.load(path) as arrays:
+            seeds.add(int(arrays["seed"]))
+    return seeds
+
+
+def _episodes(task: str, overrides: list[str], seeds: list[int], workers: int,
               keep_failed: bool = False) -> Iterator[Episode | None]:
     if workers == 1:
         _init_worker(task, overrides, keep_failed)
@@ -88,11 +100,15 @@ def generate(task: str, episodes: int, out: Path, workers: int = 1, seed: int = 
         raise ValueError(f"training seeds must lie in [0, {EVAL_SEED_BASE}) (evaluation uses the rest)")
     config = load_task_config(task, overrides)
     probe = make_env(config)
-    meta = dataset_meta(config, probe, seed, episodes)
+    meta = dataset_meta(config, probe)
     probe.close()
     writer = DatasetWriter(out, meta)
+    done = stored_seeds(out)
+    seeds = [s for s in range(seed, seed + episodes) if s not in done]
+    if done:
+        print(f"resuming {out}: {episodes - len(seeds)} of these seeds are already stored, {len(seeds)} to run")
     written = failed = 0
-    progress = tqdm(_episodes(task, overrides, range(seed, seed + episodes), workers, keep_failed), total=episodes,
+    progress = tqdm(_episodes(task, overrides, seeds, workers, keep_failed), total=len(seeds),
                     desc=f"{task} demos", unit="ep")
     for episode in progress:
         if episode is None or not episode.success:
@@ -129,10 +145,15 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DatasetError, ValueError) as exc:
         print(f"ibc-data: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"\nibc-data: interrupted; every finished episode is in {args.out}. Run the same command "
+              "again to generate the rest.", file=sys.stderr)
+        return 130
     elapsed = time.perf_counter() - start
     outcome = "kept" if args.keep_failed else "left out"
+    ran = written if args.keep_failed else written + failed   # kept failures are counted in both
     print(f"wrote {written} episodes to {args.out} ({failed} failed oracle episodes {outcome}) "
-          f"in {elapsed:.1f} s ({elapsed / max(args.episodes, 1):.3f} s/episode)")
+          f"in {elapsed:.1f} s ({elapsed / max(ran, 1):.3f} s/episode)")
     return 0
 
 

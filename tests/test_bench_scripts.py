@@ -59,5 +59,7 @@ def test_controller_node_benchmark_records_joint_commands(tmp_path: Path) -> Non
     out = tmp_path / "node.json"
     assert controller_node.main(["--seconds", "1.0", "--warmup", "0.2", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
-    assert report["messages"] > 20  # 100 Hz nominal; a loaded 2-core machine delivers fewer
+    # The rate is the benchmark's result (100 Hz nominal; a fresh-clone CI run recorded 17 in
+    # 1 s), not a test threshold: here only enough messages for the interval statistics.
+    assert report["messages"] >= 3
     assert report["stamp_interval_error"]["n"] == report["messages"] - 1

@@ -135,7 +135,7 @@ class EpisodeRecorder:
         self._queue: queue.Queue[_Item] = queue.Queue()
         self.dropped = 0
         self.written = 0
-        self.unflushed = 0          # written but not yet on disk (what a crash would lose)
+        self._writer: DurableBagWriter | None = None   # owned by the writer thread
         self.errors: list[str] = []
         self._thread = threading.Thread(target=self._write_loop, name="bag-writer", daemon=True)
         self._thread.start()
@@ -188,6 +188,12 @@ class EpisodeRecorder:
         self._queue.put(None)
         self._thread.join(timeout_s)
 
+    @property
+    def unflushed(self) -> int:
+        """Messages written but not yet on disk: what a crash would lose right now."""
+        writer = self._writer
+        return writer.unflushed if writer is not None else 0
+
     def pending(self) -> int:
         return self._queue.qsize()
 
@@ -227,13 +233,13 @@ class EpisodeRecorder:
             except queue.Empty:
                 if writer is not None:
                     writer.flush_if_due()  # quiet topics still reach the disk on time
-                    self.unflushed = writer.unflushed
                 continue
             try:
                 writer = self._handle(writer, item)
             except Exception as exc:  # keep recording later episodes; the node reports errors
                 self.errors.append(f"{type(exc).__name__}: {exc}")
                 writer = None
+            self._writer = writer
             if item is None:
                 return
 
@@ -244,12 +250,10 @@ class EpisodeRecorder:
         if isinstance(item, _Message) and writer is not None:
             writer.write(item.topic, item.time_ns, item.data)
             self.written += 1
-            self.unflushed = writer.unflushed
         elif isinstance(item, _Close) and writer is not None:
             for key, value in item.custom_data.items():
                 writer.set_custom_data(key, value)
             writer.close()
-            self.unflushed = 0
             if item.delete:
                 shutil.rmtree(writer.path)
             return None

@@ -108,7 +108,14 @@ def artifacts_from_payload(payload: dict[str, Any], path: str | Path,
     """overrides: key.sub=value changes to the stored config, for inference settings such as
     ebm.dfo.samples (a change that alters the network's shape fails when loading weights)."""
     try:
+        load_config(TrainConfig, copy.deepcopy(payload["config"]))
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: invalid stored configuration: {exc}") from exc
+    try:
         config = load_config(TrainConfig, copy.deepcopy(payload["config"]), overrides)
+    except ConfigError as exc:
+        raise ConfigError(f"setting {' '.join(overrides)!r} for {path}: {exc}") from exc
+    try:
         spec_raw = payload["spec"]
         spec = ObservationSpec(history_length=int(spec_raw["history_length"]),
                                action_dim=int(spec_raw["action_dim"]), state_dim=spec_raw["state_dim"],
@@ -116,8 +123,6 @@ def artifacts_from_payload(payload: dict[str, Any], path: str | Path,
         image_spec = from_dict(ImageSpec, payload["image_spec"]) if payload["image_spec"] else None
         stats = {key: ObservationStats.from_dict(payload["normalization"][key]) for key in spec.keys}
         bounds = ActionBounds.from_dict(payload["action_bounds"])
-    except ConfigError as exc:
-        raise CheckpointError(f"{path}: invalid stored configuration: {exc}") from exc
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: malformed spec/normalization/action_bounds section "
                               f"({type(exc).__name__}: {exc})") from exc

@@ -185,5 +185,8 @@ def test_load_overrides_change_inference_settings_only(pixel_policy_path: Path) 
     assert rollout(policy, frames(1)).shape == (1, 2)
     with pytest.raises(CheckpointError, match="weights do not match"):
         Policy.load(pixel_policy_path, "cpu", overrides=["model.mlp.width=8"])
-    with pytest.raises(CheckpointError, match="ebm.dfo: samples must be >= 1"):
+    # A bad setting is the caller's error, named as such (not "invalid stored configuration").
+    with pytest.raises(ConfigError, match="setting 'ebm.dfo.samples=0' .*ebm.dfo: samples must be >= 1"):
         Policy.load(pixel_policy_path, "cpu", overrides=["ebm.dfo.samples=0"])
+    with pytest.raises(ConfigError, match="unknown field.*ebm.dfo.sample"):
+        Policy.load(pixel_policy_path, "cpu", overrides=["ebm.dfo.sample=64"])

@@ -166,6 +166,11 @@ def run_demonstrations(tmp_path: Path, episodes: int, max_steps: int) -> tuple[P
                 wait_for(lambda: "scene of seed 1000000 ready" in log.read_text(), 120, "the first scene")
                 wait_for(lambda: operator.keys.get_subscription_count() > 0, 60, "teleop")
                 wait_for(lambda: "recording [" in log.read_text(), 60, "recorder")
+                # Volatile topics lose what is published before this client's subscription has
+                # matched the publisher (a missed 'start' event failed the 20-episode run once).
+                watched = ("recorder/events", "setpoint_delta", "observation/state", "task/success")
+                wait_for(lambda: all(client.publishers_matched(t) > 0 for t in watched), 60,
+                         f"publishers on {watched}")
                 for episode in range(episodes):
                     if episode:
                         operator.next_scene()

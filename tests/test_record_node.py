@@ -85,6 +85,19 @@ DRIVER = """
 """
 
 
+CALL_START = """
+    import rclpy
+    from std_srvs.srv import Trigger
+    rclpy.init()
+    node = rclpy.create_node("record_test_start")
+    client = node.create_client(Trigger, "recorder/start")
+    assert client.wait_for_service(timeout_sec=30), "recorder/start missing"
+    future = client.call_async(Trigger.Request())
+    rclpy.spin_until_future_complete(node, future, timeout_sec=20)
+    assert future.result().success, future.result().message
+"""
+
+
 def wait_for_line(path: Path, text: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -111,16 +124,25 @@ def test_recorder_node_services_sigkill_and_conversion(tmp_path):
     assert [b.name for b in unfinished] == ["episode_000002"]
 
     restart_log = tmp_path / "restart.log"
-    with running(args, restart_log):
+    with running(args, restart_log) as recorder:
         wait_for_line(restart_log, "recovered unfinished bag")
+        started = subprocess.run(python_script(CALL_START), capture_output=True, text=True, timeout=60)
+        assert started.returncode == 0, started.stderr
+        wait_for_line(restart_log, "start: episode 3")
+    # running() ends with SIGINT (Ctrl-C): the episode that was recording is stopped and kept as
+    # a failure, cleanly - the node's event publisher is already shut down by then.
+    assert recorder.returncode == 0 and "Traceback" not in restart_log.read_text(), restart_log.read_text()
     finished, unfinished = find_bags([out])
-    assert len(finished) == 3 and unfinished == []
+    assert len(finished) == 4 and unfinished == []
+    with BagReader(out / "episode_000003") as reader:
+        events = [deserialize(m.data, m.msgtype).data for m in reader.messages(["/recorder/events"])]
+    assert [json.loads(e)["event"] for e in events] == ["start", "stop"]
     with BagReader(out / "episode_000002") as reader:
         got = [deserialize(m.data, m.msgtype).vector for m in reader.messages(["/setpoint_delta"])]
     assert [[v.x, v.y] for v in got] == [s[:2] for s in sent["killed"]], "flushed setpoints lost by SIGKILL"
 
     report = convert_bags([out], tmp_path / "data", ImageSpec(9, 16), "push_pixels_real", 0.1)
-    assert report.outcomes == {"success": 1, "discarded": 1, "unfinished": 1}
+    assert report.outcomes == {"success": 1, "discarded": 1, "unfinished": 1, "failure": 1}
     (episode,) = list(iter_episodes(tmp_path / "data"))
     assert episode.success
     np.testing.assert_array_equal(episode.actions, np.array([s[:2] for s in sent["kept"]], np.float32))

@@ -1,11 +1,13 @@
-"""Replay pacing (ROS-free): each message is due at start + (log time - first log time) / rate.
-Time is a simulated clock here, so nothing depends on the machine's load."""
+"""Replay pacing (ROS-free): each message is due at start + (log time - first log time) / rate,
+and --restamp moves header stamps onto the same time line. Time is a simulated clock here, so
+nothing depends on the machine's load."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from ibc_ros.recording.bag_io import BagError, BagMessage
-from ibc_ros.recording.replay import ReplayClock, paced, parse_remaps
+from ibc_ros.recording.bag_io import BagError, BagMessage, deserialize, serialize, typestore
+from ibc_ros.recording.replay import ReplayClock, Restamper, paced, parse_remaps
 
 
 class SimulatedTime:
@@ -47,3 +49,39 @@ def test_bad_arguments():
     assert parse_remaps(["/a:=/b"]) == {"/a": "/b"}
     with pytest.raises(BagError, match="FROM:=TO"):
         parse_remaps(["/a=/b"])
+
+
+def _message(msgtype: str, log_time_ns: int, **fields) -> BagMessage:
+    return BagMessage("/t", msgtype, log_time_ns, serialize(typestore().types[msgtype](**fields), msgtype))
+
+
+def _image(stamp_ns: int) -> dict:
+    T = typestore().types
+    header = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=stamp_ns // 10**9,
+                                                                             nanosec=stamp_ns % 10**9), frame_id="cam")
+    return {"header": header, "height": 1, "width": 2, "encoding": "rgb8", "is_bigendian": 0, "step": 6,
+            "data": np.arange(6, dtype=np.uint8)}
+
+
+@pytest.mark.parametrize("rate", [0.5, 1.0, 2.0])
+def test_restamp_moves_header_stamps_to_wall_time_keeping_their_spacing(rate):
+    wall = 1_800_000_000_000_000_000
+    restamper = Restamper(rate, wall_ns=lambda: wall)
+    log_times = [5_000_000_000, 5_100_000_000, 5_350_000_000]
+    stamps = [t - 3_000_000 for t in log_times]          # captured 3 ms before they were logged
+    for stamp, log_time in zip(stamps, log_times):
+        out = deserialize(restamper.restamp(_message("sensor_msgs/msg/Image", log_time, **_image(stamp))),
+                          "sensor_msgs/msg/Image")
+        got = out.header.stamp.sec * 10**9 + out.header.stamp.nanosec
+        assert got == wall + round((stamp - log_times[0]) / rate)
+        assert out.header.frame_id == "cam" and out.data.tolist() == list(range(6))  # nothing else changes
+
+
+def test_restamp_leaves_messages_without_a_stamp_unchanged():
+    restamper = Restamper(1.0, wall_ns=lambda: 10**18)
+    text = _message("std_msgs/msg/String", 1_000, data="no header")
+    assert restamper.restamp(text) == text.data
+    unset = _message("sensor_msgs/msg/Image", 2_000, **_image(0))
+    assert restamper.restamp(unset) == unset.data
+    with pytest.raises(ValueError, match="rate"):
+        Restamper(0.0)

@@ -8,17 +8,19 @@ with their recorded timing; the policy node runs on that clock (use_sim_time, li
 `ros2 bag play --clock`), with its hardware settings otherwise: a 5 Hz timer acting on the newest
 frame, so it uses at most every second frame (fewer when the CPU is busy; the replay runs at
 half speed to leave time) - the offline policy gets exactly the frames whose stamps the
-setpoints carry. The checkpoint is a tiny pixel EBM trained here for a few steps on
+setpoints carry. A second run replays with --restamp into the node on wall time. The checkpoint is a tiny pixel EBM trained here for a few steps on
 those frames (it checks the plumbing, not the policy's quality)."""
 from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from geometry_msgs.msg import Vector3Stamped
+from sensor_msgs.msg import Image
 
 from ibc_core.data.episodes import DatasetWriter, Episode
 from ibc_core.data.preprocess import ImageSpec, preprocess_image
@@ -98,44 +100,66 @@ def train_tiny_checkpoint(root: Path, frames: list[np.ndarray]) -> Path:
     return train_tiny_pixel_policy(root / "data", root / "run")
 
 
-# Slow: on a fresh-clone CI run (session 2, quiet machine) it timed out waiting for the
-# setpoints of the last frames, after passing repeatedly under load here; kept out of CI until
-# the cause is found (it should log how many setpoints arrived; see the issue #6 note).
-@pytest.mark.slow
-def test_replayed_image_stream_gives_the_offline_policy_actions(tmp_path):
+def stamp_ns(stamp) -> int:
+    return stamp.sec * 10**9 + stamp.nanosec
+
+
+@pytest.mark.parametrize("timing", ["sim_clock", "restamp"])
+def test_replayed_image_stream_gives_the_offline_policy_actions(tmp_path, timing):
+    """sim_clock: the recorded /clock drives the node (use_sim_time, like `ros2 bag play --clock`).
+    restamp: the node runs on wall time, as on the robot, and `ibc-replay --restamp` moves the
+    frames' stamps to now (without it every recorded frame would be refused as stale)."""
     from ibc_core.policy import Policy
 
     frames = render_frames()
     bag = tmp_path / "session"
     stamps = write_bag(bag, frames)
     checkpoint = train_tiny_checkpoint(tmp_path, frames)
-    frame_at = dict(zip(stamps, frames))
 
+    restamp = timing == "restamp"
+    rate = 1.0 if restamp else 0.5   # restamp: 10 Hz frames on the 5 Hz wall-time timer
     argv = [str(BIN / "policy_node"), "--ros-args", "--params-file", str(share_file("config", "policy.yaml")),
-            "-p", f"checkpoint:={checkpoint}", "-p", "device:=cpu", "-p", "use_sim_time:=true"]
+            "-p", f"checkpoint:={checkpoint}", "-p", "device:=cpu", "-p", f"use_sim_time:={str(not restamp).lower()}"]
+    if restamp:
+        argv += ["-p", "max_frame_age:=2.0"]  # 0.5 s on the robot; a loaded CI machine delivers late
     with RosClient("replay_policy_test") as client, running(argv, tmp_path / "policy.log"):
         setpoints = client.collect(Vector3Stamped, "setpoint_delta")
+        seen = client.collect(Image, "camera/image_raw", 100)   # restamp: maps new stamps to frames
         # The policy's first setpoint must reach this list: match before the replay starts.
         wait_for(lambda: client.publishers_matched("setpoint_delta") > 0, 120, "the policy node's setpoint publisher")
-        replay = subprocess.run([str(BIN / "ibc-replay"), str(bag), "--rate", "0.5", "--wait-subscribers", "120"],
-                                capture_output=True, text=True, timeout=300)
+        replay = subprocess.run([str(BIN / "ibc-replay"), str(bag), "--rate", str(rate), "--wait-subscribers", "120",
+                                 *(["--restamp"] if restamp else [])], capture_output=True, text=True, timeout=300)
         assert replay.returncode == 0, replay.stderr[-3000:]
+        recorded_stamp = recorded_stamp_of(seen, frames, stamps) if restamp else (lambda ns: ns)
+        last = stamps[-3]
         # The policy's last answers may still be computing when the replay ends.
         try:
-            wait_for(lambda: setpoints and setpoints[-1].header.stamp.sec * 10**9
-                     + setpoints[-1].header.stamp.nanosec >= stamps[-3], 60, "setpoints for the last frames")
+            wait_for(lambda: setpoints and recorded_stamp(stamp_ns(setpoints[-1].header.stamp)) >= last, 60,
+                     "setpoints for the last frames")
         except TimeoutError as exc:
-            acted = [s.header.stamp.sec * 10**9 + s.header.stamp.nanosec for s in setpoints]
+            acted = [recorded_stamp(stamp_ns(s.header.stamp)) for s in setpoints]
             raise AssertionError(f"{exc}: {len(acted)} setpoints, stamps {acted[-3:]} of frames ending "
                                  f"{stamps[-3:]}\n{(tmp_path / 'policy.log').read_text()[-2000:]}") from exc
     log = (tmp_path / "policy.log").read_text()
-    acted = [s.header.stamp.sec * 10**9 + s.header.stamp.nanosec for s in setpoints]
+    acted = [recorded_stamp(stamp_ns(s.header.stamp)) for s in setpoints]
     assert acted == sorted(set(acted)) and set(acted) <= set(stamps), "each setpoint carries a new frame's stamp"
     # A 5 Hz policy on a 10 Hz camera acts on at most every second frame; enough of them to
     # exercise the frame history (2 frames) on changing scenes.
     assert 4 <= len(acted) <= len(stamps) // 2 + 1, (len(acted), len(stamps), log[-2000:])
 
+    frame_at = dict(zip(stamps, frames))
     offline = Policy.load(checkpoint, device="cpu")
     expected = np.array([offline.act({"rgb": frame_at[stamp]}) for stamp in acted])
     got = np.array([[s.vector.x, s.vector.y] for s in setpoints])
     np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+def recorded_stamp_of(seen: list, frames: list[np.ndarray], stamps: list[int]):
+    """--restamp moved every stamp by the same offset (rate 1): find it from a replayed frame this
+    test received, identified by its pixels; returns new stamp -> recorded stamp."""
+    wait_for(lambda: seen, 30, "a replayed frame")
+    msg = seen[0]
+    index = next(i for i, frame in enumerate(frames) if bytes(msg.data) == frame.tobytes())
+    offset = stamp_ns(msg.header.stamp) - stamps[index]
+    assert abs(offset - time.time_ns()) < 600 * 10**9, "--restamp stamps are on this machine's wall time"
+    return lambda ns: ns - offset

@@ -16,16 +16,23 @@ def test_generate_train_and_evaluate_a_checkpoint(tmp_path):
                     f"run.out_dir={run}", "optim.steps=5", "optim.batch_size=16", "ebm.counter_examples=16",
                     "ebm.dfo.samples=64", "run.checkpoint_every=5", "run.log_every=5"],
                    check=True, capture_output=True, timeout=300)
-    out = tmp_path / "eval.json"
-    assert evaluate.main(["--checkpoint", str(run / "policy.pt"), "--task", "push_states", "--episodes", "2",
-                          "--set", "max_steps=5", "--json", str(out), "--device", "cpu"]) == 0
+    out, parallel = tmp_path / "eval.json", tmp_path / "eval_2_workers.json"
+    common = ["--checkpoint", str(run / "policy.pt"), "--task", "push_states", "--episodes", "3",
+              "--set", "max_steps=5", "--device", "cpu"]
+    assert evaluate.main([*common, "--json", str(out)]) == 0
     summary = json.loads(out.read_text())
-    assert summary["policy"].endswith("policy.pt") and summary["episodes"] == 2
+    assert summary["policy"].endswith("policy.pt") and summary["episodes"] == 3
     assert all(episode["steps"] == 5 for episode in summary["per_episode"])   # ran the policy to the horizon
+    # Inference noise is reseeded per episode: 2 worker processes give exactly the same episodes.
+    assert evaluate.main([*common, "--json", str(parallel), "--workers", "2"]) == 0
+    assert json.loads(parallel.read_text())["per_episode"] == summary["per_episode"]
 
 
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path, capsys):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
     assert evaluate.main(["--checkpoint", str(bad), "--task", "push_states", "--episodes", "1"]) == 2
+    assert "cannot load checkpoint" in capsys.readouterr().err
+    # With worker processes too: the error is reported, not lost in a pool that retries forever.
+    assert evaluate.main(["--checkpoint", str(bad), "--task", "push_states", "--episodes", "2", "--workers", "2"]) == 2
     assert "cannot load checkpoint" in capsys.readouterr().err

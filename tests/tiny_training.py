@@ -6,8 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+# 2 frames (the paper's history; the shipped config uses 1): the plumbing tests then also check
+# that nodes keep and reset the frame history exactly as offline inference does.
 TINY_OVERRIDES = ("optim.batch_size=8", "ebm.counter_examples=8", "ebm.dfo.samples=64",
-                  "model.encoder.channels=[4,8,8,8]", "model.mlp.width=32", "model.mlp.depth=2")
+                  "model.encoder.channels=[4,8,8,8]", "model.mlp.width=32", "model.mlp.depth=2",
+                  "data.history_length=2")
 
 
 def train_tiny_pixel_policy(dataset: Path, run: Path, steps: int = 3, *extra: str) -> Path:

@@ -51,6 +51,13 @@ class PolicyNodeConfig:
     energy_resolution: int = 32        # energy grid per axis for policy/energy_image
     torch_threads: int = 0             # 0 = torch's default
     act_on_new_frames: bool = False    # true: act on each new frame at once (lock-step sim)
+    # Inference settings of the checkpoint, space-separated key=value as `ibc-eval --policy-set`:
+    # e.g. "irvs.inverse_eta=2" (IRvS: how strongly to aim for high returns), "ebm.dfo.samples=4096".
+    policy_set: str = ""
+
+    @property
+    def policy_overrides(self) -> list[str]:
+        return self.policy_set.split()
 
     def validate(self) -> None:
         if self.rate_hz <= 0 or self.max_frame_age <= 0 or self.energy_resolution < 2:
@@ -108,13 +115,14 @@ class PolicyNode(Node):
         if self.config.torch_threads > 0:
             torch.set_num_threads(self.config.torch_threads)
         path = resolve_checkpoint(self.config.checkpoint)
-        policy = Policy.load(path, device=self.config.device)
+        policy = Policy.load(path, device=self.config.device, overrides=self.config.policy_overrides)
         unsupported = set(policy.observation_keys) - SUPPORTED_OBSERVATIONS
         if unsupported:
             raise PolicyLoadError(f"{path} needs observation(s) {sorted(unsupported)}; the ROS stack provides "
                                   f"{sorted(SUPPORTED_OBSERVATIONS)} (camera images) - use a pixel policy")
         self.get_logger().info(f"loaded {path} on {policy.device}: observations {policy.observation_keys}, "
-                               f"history {policy.history_length}, image spec {policy.image_spec}")
+                               f"history {policy.history_length}, image spec {policy.image_spec}, "
+                               f"settings changed: {self.config.policy_overrides or 'none'}")
         return policy
 
     def _on_image(self, msg: Image) -> None:

@@ -32,7 +32,7 @@ class RecorderNode(Node):
         self._event_pub = self.create_publisher(String, EVENTS_TOPIC, QoSProfile(depth=50))
         self._status_pub = self.create_publisher(String, "recorder/status", 10)
         self.recorder = EpisodeRecorder(config, topics, clock_ns=lambda: self.get_clock().now().nanoseconds,
-                                        on_event=lambda text: self._event_pub.publish(String(data=text)))
+                                        on_event=self._publish_event)
         for bag, count in self.recorder.recovered.items():
             self.get_logger().warning(f"recovered unfinished bag {bag} ({count} messages)")
         for topic in recorded:
@@ -43,6 +43,12 @@ class RecorderNode(Node):
         self._reported_drops = 0
         self.create_timer(1.0, self._report)
         self.get_logger().info(f"recording {sorted(topics)} into {self.recorder.output_dir}")
+
+    def _publish_event(self, text: str) -> None:
+        # At Ctrl-C, close() stops the running episode after rclpy's signal handler has shut the
+        # context down: the event is in the bag, there is just nobody left to tell.
+        if self.context.ok():
+            self._event_pub.publish(String(data=text))
 
     def _resolve(self, name: str) -> str:
         return expand_topic_name(name, self.get_name(), self.get_namespace())

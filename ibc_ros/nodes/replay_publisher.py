@@ -13,7 +13,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from tqdm import tqdm
 
 from ibc_ros.recording.bag_io import BagError, BagReader
-from ibc_ros.recording.replay import ReplayClock, paced
+from ibc_ros.recording.replay import ReplayClock, Restamper, paced
 
 
 def message_class(msgtype: str) -> type:
@@ -26,7 +26,7 @@ def message_class(msgtype: str) -> type:
 
 
 def publish_bag(reader: BagReader, topics: list[str], remaps: dict[str, str], clock: ReplayClock,
-                wait_s: float) -> int:
+                wait_s: float, restamper: Restamper | None = None) -> int:
     classes = {t: message_class(reader.topics[t]) for t in topics}
     rclpy.init()
     node = rclpy.create_node("ibc_replay")
@@ -38,7 +38,7 @@ def publish_bag(reader: BagReader, topics: list[str], remaps: dict[str, str], cl
         count = 0
         for message, lateness in tqdm(paced(reader.messages(topics), clock), desc="replaying",
                                       unit="msg", file=sys.stderr):
-            publishers[message.topic].publish(message.data)
+            publishers[message.topic].publish(restamper.restamp(message) if restamper else message.data)
             worst, count = max(worst, lateness), count + 1
         node.get_logger().info(f"replayed {count} messages from {reader.path}; "
                                f"worst lateness {worst * 1000:.1f} ms")

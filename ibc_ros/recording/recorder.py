@@ -165,15 +165,18 @@ class EpisodeRecorder:
             now = self._clock_ns()
             self._episode = EpisodeState(index, path, now)
             self._queue.put(_Open(path, self._topics))
-            self._event("start", now, task=self.config.task)
-            return self._episode
+            event = self._event("start", now, task=self.config.task)
+            episode = self._episode
+        self._notify(event)
+        return episode
 
     def mark_success(self) -> EpisodeState:
         with self._lock:
             episode = self._require_episode("mark success")
             episode.success = True
-            self._event("success", self._clock_ns())
-            return episode
+            event = self._event("success", self._clock_ns())
+        self._notify(event)
+        return episode
 
     def stop(self) -> EpisodeState:
         return self._finish("stop")
@@ -207,23 +210,30 @@ class EpisodeRecorder:
         with self._lock:
             episode = self._require_episode(kind)
             now = self._clock_ns()
-            self._event(kind, now)
+            event = self._event(kind, now)
             outcome = "discarded" if kind == "discard" else ("success" if episode.success else "failure")
             custom = {"ibc_ros.episode": str(episode.index), "ibc_ros.outcome": outcome,
                       "ibc_ros.task": self.config.task, "ibc_ros.start_time_ns": str(episode.start_ns),
                       "ibc_ros.stop_time_ns": str(now)}
             self._queue.put(_Close(custom, delete=kind == "discard" and self.config.delete_discarded))
             self._episode = None
-            return episode
+        self._notify(event)
+        return episode
 
-    def _event(self, kind: str, now: int, **extra: str) -> None:
+    def _event(self, kind: str, now: int, **extra: str) -> str:
+        """Queue the event into the bag; returns its text for _notify."""
         episode = self._episode
         assert episode is not None
         text = encode_event(kind, episode.index, now, **extra)
         msg = typestore().types["std_msgs/msg/String"](data=text)
         self._queue.put(_Message(self._events_topic, now, serialize(msg, EVENTS_TYPE)))
+        return text
+
+    def _notify(self, event: str) -> None:
+        # Called after the state change is complete and queued: a listener that fails (e.g. a
+        # publisher whose ROS context Ctrl-C has already shut down) cannot leave a bag unfinished.
         if self._on_event is not None:
-            self._on_event(text)
+            self._on_event(event)
 
     def _write_loop(self) -> None:
         writer: DurableBagWriter | None = None

@@ -1,6 +1,6 @@
 """ibc-replay: publish a bag's topics with their original timing (like `ros2 bag play`).
 
-    ibc-replay BAG [--rate 2.0] [--topics camera/image_raw ...] [--remap /a:=/b]
+    ibc-replay BAG [--rate 2.0] [--topics camera/image_raw ...] [--remap /a:=/b] [--restamp]
 
 Messages go out as the recorded CDR bytes (no decode/re-encode), each at
 start + (log_time - first_log_time) / rate. Pacing (ReplayClock) is ROS-free; the publishing
@@ -15,8 +15,11 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
 
-from ibc_ros.recording.bag_io import BagError, BagMessage, BagReader
+from ibc_ros.recording.bag_io import BagError, BagMessage, BagReader, deserialize, serialize
 from ibc_ros.recording.bag_to_dataset import resolve_topic
+
+
+CLOCK_TOPIC = "/clock"
 
 
 class ReplayClock:
@@ -46,6 +49,40 @@ class ReplayClock:
         return self._now() - due
 
 
+class Restamper:
+    """--restamp: every header stamp moves to replay time, first log time -> wall time at the
+    first message, spacing divided by rate (as the pacing). Nodes running on wall time (the
+    policy's max_frame_age, the controller's setpoint age) then take a recording for a live
+    stream. Messages without a header, and zero (unset) stamps, pass unchanged."""
+
+    def __init__(self, rate: float, wall_ns: Callable[[], int] = time.time_ns):
+        if not rate > 0:
+            raise ValueError(f"rate must be positive, got {rate}")
+        self.rate = rate
+        self._wall_ns = wall_ns
+        self._origin: tuple[int, int] | None = None   # (wall ns at the first message, its log time)
+
+    def stamp_ns(self, recorded_ns: int, log_time_ns: int) -> int:
+        if self._origin is None:
+            self._origin = (self._wall_ns(), log_time_ns)
+        wall_start, first_log = self._origin
+        return wall_start + round((recorded_ns - first_log) / self.rate)
+
+    def restamp(self, message: BagMessage) -> bytes:
+        msg = deserialize(message.data, message.msgtype)
+        header = getattr(msg, "header", None)
+        stamp = getattr(header, "stamp", None)
+        if stamp is None or not hasattr(stamp, "nanosec"):
+            self.stamp_ns(message.log_time_ns, message.log_time_ns)  # the origin is the first message either way
+            return message.data
+        recorded = stamp.sec * 1_000_000_000 + stamp.nanosec
+        if recorded == 0:
+            return message.data
+        new = self.stamp_ns(recorded, message.log_time_ns)
+        stamp.sec, stamp.nanosec = divmod(new, 1_000_000_000)
+        return serialize(msg, message.msgtype)
+
+
 def paced(messages: Iterable[BagMessage], clock: ReplayClock) -> Iterator[tuple[BagMessage, float]]:
     for message in messages:
         yield message, clock.wait_for(message.log_time_ns)
@@ -69,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--topics", nargs="+", default=None,
                         help="replay only these topics (relative names match any namespace)")
     parser.add_argument("--remap", nargs="+", default=[], help="FROM:=TO topic renames (recorded names)")
+    parser.add_argument("--restamp", action="store_true",
+                        help="move header stamps to this machine's wall time (nodes not on sim time take "
+                             "the recording for a live stream; /clock is then not replayed)")
     parser.add_argument("--wait-subscribers", type=float, default=5.0, metavar="SECONDS",
                         help="wait up to this long for a subscriber on every replayed topic")
     return parser
@@ -87,7 +127,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             topics = [resolve_topic(list(reader.topics), t, reader.path) for t in args.topics] \
                 if args.topics else list(reader.topics)
-            return publish_bag(reader, topics, remaps, clock, args.wait_subscribers)
+            restamper = Restamper(args.rate) if args.restamp else None
+            if restamper is not None and CLOCK_TOPIC in topics:
+                topics.remove(CLOCK_TOPIC)
+                print(f"ibc-replay: --restamp: not replaying {CLOCK_TOPIC} (stamps are now wall time)", file=sys.stderr)
+            return publish_bag(reader, topics, remaps, clock, args.wait_subscribers, restamper)
         except BagError as exc:
             raise SystemExit(f"ibc-replay: {exc}") from exc
 

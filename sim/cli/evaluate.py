@@ -2,7 +2,7 @@
 
     ibc-eval --checkpoint runs/push_states/final.pt --task push_states --episodes 100 \
              --json out/eval.json --video out/eval.mp4
-    ibc-eval --oracle --task push_multi_states --episodes 200
+    ibc-eval --oracle --task push_multi_states --episodes 200 --workers 2
     ibc-eval --checkpoint runs/irvs_push/policy.pt --task push_states --policy-set irvs.inverse_eta=2
 
 Evaluation seeds start at 1,000,000 (ibc-data keeps training seeds below), so no evaluated
@@ -13,15 +13,17 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from tqdm import tqdm
 
 from ibc_core.config_io import ConfigError
-from sim.config import task_names
+from sim.config import load_task_config, task_names
 from sim.particle import ParticleEnv
 from sim.rollout import run_episode
 from sim.tasks import EVAL_SEED_BASE, OraclePolicy, make_env
@@ -59,34 +61,71 @@ def load_policy(args: argparse.Namespace):
         return None
     from ibc_core.policy import CheckpointError, Policy   # torch is only needed for checkpoints
     try:
-        return Policy.load(args.checkpoint, device=args.device, overrides=args.policy_overrides)
+        return Policy.load(args.checkpoint, device=args.device, overrides=args.policy_overrides,
+                           precision=args.precision)
     except CheckpointError as exc:
         raise ValueError(f"cannot load checkpoint {args.checkpoint}: {exc}") from exc
 
 
-def evaluate(args: argparse.Namespace) -> dict:
+_worker_state: dict = {}
+
+
+def _init_worker(args: argparse.Namespace, torch_threads: int = 0) -> None:
+    """Each worker process builds its own env and policy once."""
+    if torch_threads and not args.oracle:
+        import torch
+        torch.set_num_threads(torch_threads)
     env = make_env(args.task, args.overrides)
-    policy = load_policy(args) or OraclePolicy(env)
+    _worker_state.update(env=env, policy=load_policy(args) or OraclePolicy(env))
+
+
+def _evaluate_seed(job: tuple[int, bool]) -> tuple[dict, list[np.ndarray]]:
+    """One episode; the policy reseeds its inference noise at reset, so the result depends on the
+    seed only, not on which worker ran it or what it ran before."""
+    seed, filming = job
+    env, policy = _worker_state["env"], _worker_state["policy"]
     if isinstance(env, ParticleEnv):
         film = lambda: particle_frame(env)  # noqa: E731
     else:
         film = lambda: env.world.render_rgb(*VIDEO_SIZE)  # noqa: E731
+    rollout = run_episode(env, policy, seed, frame_fn=film if filming else None)
+    result = {"seed": seed, "success": rollout.success, "steps": rollout.steps,
+              "final_distance": rollout.final_distance}
+    return result, rollout.frames
+
+
+def _episodes(args: argparse.Namespace, jobs: list[tuple[int, bool]]) -> Iterator[tuple[dict, list[np.ndarray]]]:
+    if args.workers == 1:
+        _init_worker(args)
+        try:
+            yield from map(_evaluate_seed, jobs)
+        finally:
+            _worker_state["env"].close()
+        return
+    # Bad input fails here, with its message: an exception in a pool initializer would only
+    # make the pool restart workers forever.
+    load_task_config(args.task, args.overrides)
+    load_policy(args)
+    context = multiprocessing.get_context("spawn")   # PyBullet clients must not be forked
+    # One torch thread per worker: W workers already use W cores.
+    with context.Pool(args.workers, initializer=_init_worker, initargs=(args, 1)) as pool:
+        yield from pool.imap(_evaluate_seed, jobs)   # ordered: the same summary for any --workers
+
+
+def evaluate(args: argparse.Namespace) -> dict:
     seeds = range(args.seed, args.seed + args.episodes)
+    jobs = [(seed, args.video is not None and index < args.video_episodes) for index, seed in enumerate(seeds)]
     results, videos = [], []
     start = time.perf_counter()
-    progress = tqdm(seeds, desc=f"eval {args.task}", unit="ep")
-    for index, seed in enumerate(progress):
-        filming = args.video is not None and index < args.video_episodes
-        rollout = run_episode(env, policy, seed, frame_fn=film if filming else None)
-        results.append({"seed": seed, "success": rollout.success, "steps": rollout.steps,
-                        "final_distance": rollout.final_distance})
-        videos.extend(rollout.frames)
+    progress = tqdm(_episodes(args, jobs), total=len(jobs), desc=f"eval {args.task}", unit="ep")
+    for result, frames in progress:
+        results.append(result)
+        videos.extend(frames)
         progress.set_postfix(success=f"{sum(r['success'] for r in results)}/{len(results)}")
-    env.close()
     successes = sum(r["success"] for r in results)
     low, high = wilson_interval(successes, len(results))
     summary = {"task": args.task, "policy": "oracle" if args.oracle else str(args.checkpoint),
-               "policy_overrides": list(args.policy_overrides),
+               "policy_overrides": list(args.policy_overrides), "precision": args.precision,
                "episodes": len(results), "successes": successes, "success_rate": successes / len(results),
                "wilson95": [low, high], "seeds": [seeds.start, seeds.stop],
                "mean_steps": float(np.mean([r["steps"] for r in results])),
@@ -95,7 +134,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     if args.video is not None:
         import imageio
         args.video.parent.mkdir(parents=True, exist_ok=True)
-        imageio.mimwrite(args.video, videos, fps=env.config.control_hz, macro_block_size=1)
+        imageio.mimwrite(args.video, videos, fps=load_task_config(args.task, args.overrides).control_hz, macro_block_size=1)
     return summary
 
 
@@ -114,11 +153,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--video-episodes", type=int, default=3)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="task config override, e.g. --set success_tolerance=0.01")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="parallel processes, one torch thread each (same results for any number)")
+    parser.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16"],
+                        help="inference precision (auto: bfloat16 DFO search where the CPU/GPU has it; "
+                             "docs/BENCHMARKS.md)")
     parser.add_argument("--policy-set", dest="policy_overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="policy inference override (Policy.load), e.g. --policy-set irvs.inverse_eta=2")
     args = parser.parse_args(argv)
     if args.episodes < 1:
         parser.error("--episodes must be >= 1")
+    if args.workers < 1:
+        parser.error("--workers must be >= 1")
     if args.seed < EVAL_SEED_BASE:
         parser.error(f"--seed must be >= {EVAL_SEED_BASE}: lower seeds are training seeds")
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 import types
 import typing
 from pathlib import Path
@@ -21,6 +22,9 @@ T = TypeVar("T")
 
 class ConfigError(ValueError):
     """A configuration value is missing, unknown or invalid; the message names the field."""
+
+
+_SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 def load_config(cls: type[T], source: str | Path | Mapping[str, Any] | None = None,
@@ -139,6 +143,8 @@ def _coerce(hint: Any, value: Any, name: str) -> Any:
             raise ConfigError(f"{name}: expected true/false, got {value!r}")
         return value
     if hint is float:
+        if isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
+            value = float(value)  # YAML 1.1 reads 5e-4 (no dot) as a string; engineers write it anyway
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{name}: expected a number, got {value!r}")
         return float(value)

@@ -23,6 +23,12 @@ def running(args: Sequence[str], log_path: Path | None = None,
                             env={**os.environ, **(env or {})}, start_new_session=True)
     try:
         yield proc
+    except BaseException:
+        # A failing test shows what the node said (pytest prints captured stdout on failure).
+        if log_path:
+            log.flush()
+            print(f"--- last lines of {log_path} ---\n{Path(log_path).read_text()[-3000:]}")
+        raise
     finally:
         stop(proc)
         if log_path:

@@ -32,6 +32,12 @@ def test_yaml_then_overrides(tmp_path):
     cfg = load_config(Train, path, ["optim.decay_steps=200", "sizes=[64, 32]", "device=cpu"])
     assert cfg == Train(name="states", optim=Optim(lr=0.01, decay_steps=200), sizes=(64, 32), device="cpu")
     assert to_dict(cfg)["sizes"] == [64, 32]
+    # YAML 1.1 reads 5e-4 (no dot) as a string; a float field takes it as the number it is.
+    path.write_text("name: states\noptim:\n  lr: 2e-3\n")
+    assert load_config(Train, path, []).optim.lr == 2e-3
+    assert load_config(Train, path, ["optim.lr=5e-4"]).optim.lr == 5e-4
+    with pytest.raises(ConfigError, match="optim.decay_steps"):
+        load_config(Train, path, ["optim.decay_steps=1e2"])  # an int field stays strict
 
 
 @pytest.mark.parametrize("raw, message", [

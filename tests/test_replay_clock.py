@@ -8,6 +8,7 @@ import pytest
 
 from ibc_ros.recording.bag_io import BagError, BagMessage, deserialize, serialize, typestore
 from ibc_ros.recording.replay import ReplayClock, Restamper, paced, parse_remaps
+from ibc_ros.recording.replay import main as replay_main
 
 
 class SimulatedTime:
@@ -49,6 +50,8 @@ def test_bad_arguments():
     assert parse_remaps(["/a:=/b"]) == {"/a": "/b"}
     with pytest.raises(BagError, match="FROM:=TO"):
         parse_remaps(["/a=/b"])
+    with pytest.raises(SystemExit, match="--subscribers must be 0 or more"):
+        replay_main(["no_such_bag", "--subscribers", "-1"])
 
 
 def _message(msgtype: str, log_time_ns: int, **fields) -> BagMessage:

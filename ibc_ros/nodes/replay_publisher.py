@@ -26,14 +26,14 @@ def message_class(msgtype: str) -> type:
 
 
 def publish_bag(reader: BagReader, topics: list[str], remaps: dict[str, str], clock: ReplayClock,
-                wait_s: float, restamper: Restamper | None = None) -> int:
+                wait_s: float, subscribers: int = 1, restamper: Restamper | None = None) -> int:
     classes = {t: message_class(reader.topics[t]) for t in topics}
     rclpy.init()
     node = rclpy.create_node("ibc_replay")
     try:
         qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
         publishers = {t: node.create_publisher(classes[t], remaps.get(t, t), qos) for t in topics}
-        _wait_for_subscribers(node, publishers, wait_s)
+        _wait_for_subscribers(node, publishers, wait_s, subscribers)
         worst = 0.0
         count = 0
         for message, lateness in tqdm(paced(reader.messages(topics), clock), desc="replaying",
@@ -51,12 +51,12 @@ def publish_bag(reader: BagReader, topics: list[str], remaps: dict[str, str], cl
     return 0
 
 
-def _wait_for_subscribers(node: Node, publishers: dict[str, Publisher], wait_s: float) -> None:
+def _wait_for_subscribers(node: Node, publishers: dict[str, Publisher], wait_s: float, wanted: int) -> None:
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
-        if all(p.get_subscription_count() > 0 for p in publishers.values()):
+        if all(p.get_subscription_count() >= wanted for p in publishers.values()):
             return
         time.sleep(0.05)
-    missing = [t for t, p in publishers.items() if p.get_subscription_count() == 0]
-    if missing:
-        node.get_logger().warning(f"starting without subscribers on {missing}")
+    short = {t: p.get_subscription_count() for t, p in publishers.items() if p.get_subscription_count() < wanted}
+    if short:
+        node.get_logger().warning(f"starting with fewer than {wanted} subscribers on {short}")

@@ -110,7 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="move header stamps to this machine's wall time (nodes not on sim time take "
                              "the recording for a live stream; /clock is then not replayed)")
     parser.add_argument("--wait-subscribers", type=float, default=5.0, metavar="SECONDS",
-                        help="wait up to this long for a subscriber on every replayed topic")
+                        help="wait up to this long for subscribers on every replayed topic")
+    parser.add_argument("--subscribers", type=int, default=1, metavar="N",
+                        help="subscribers each replayed topic needs before playback starts (e.g. 2 for "
+                             "a node under test plus a recorder); volatile topics lose what is sent before")
     return parser
 
 
@@ -118,6 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         clock = ReplayClock(args.rate)
+        if args.subscribers < 0:
+            raise ValueError(f"--subscribers must be 0 or more, got {args.subscribers}")
         remaps = parse_remaps(args.remap)
         reader = BagReader(Path(args.bag))
     except (BagError, ValueError) as exc:
@@ -131,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if restamper is not None and CLOCK_TOPIC in topics:
                 topics.remove(CLOCK_TOPIC)
                 print(f"ibc-replay: --restamp: not replaying {CLOCK_TOPIC} (stamps are now wall time)", file=sys.stderr)
-            return publish_bag(reader, topics, remaps, clock, args.wait_subscribers, restamper)
+            return publish_bag(reader, topics, remaps, clock, args.wait_subscribers, args.subscribers, restamper)
         except BagError as exc:
             raise SystemExit(f"ibc-replay: {exc}") from exc
 

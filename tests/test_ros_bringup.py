@@ -1,6 +1,6 @@
-"""One stack description (config/stack.yaml) behind both the ROS launch file and `ibc-ros launch`:
-the launch file is parsed (launch/launch_ros are not installable here) and checked to build its
-nodes from that description; every params file matches its node's config dataclass; the pip
+"""One stack description (config/stack.yaml) behind both the ROS launch files and `ibc-ros launch`:
+the launch files and bringup/ros2_launch.py are parsed (launch/launch_ros are not installable
+here) and checked to build their nodes from that description; every params file matches its node's config dataclass; the pip
 bringup starts real node processes and stops the whole stack (with the failing node's message)
 when one dies. Ctrl-C of a running stack: tests/test_ros_sim_stack.py."""
 from __future__ import annotations
@@ -18,7 +18,9 @@ from ibc_ros.bringup.stack import StackError, load_stack, parse_arguments, resol
 from ibc_ros.paths import share_file
 
 pytestmark = pytest.mark.ros
-LAUNCH_FILE = share_file("launch", "real_push.launch.py")
+LAUNCH_FILES = {"real_push": share_file("launch", "real_push.launch.py"),
+                "record_demos": share_file("launch", "record_demos.launch.py")}
+ROS2_LAUNCH = Path(__file__).resolve().parents[1] / "ibc_ros" / "bringup" / "ros2_launch.py"
 
 
 def node_config_classes() -> dict[str, type]:
@@ -31,23 +33,30 @@ def node_config_classes() -> dict[str, type]:
             "policy_node": PolicyNodeConfig, "sim_node": SimNodeConfig, "xarm_driver_node": DriverNodeConfig}
 
 
-def test_launch_file_builds_its_nodes_from_the_stack_description():
-    tree = ast.parse(LAUNCH_FILE.read_text())
+@pytest.mark.parametrize("stack_name", sorted(LAUNCH_FILES))
+def test_launch_files_build_their_nodes_from_the_stack_description(stack_name):
+    # Each launch file only names its stack; ros2_launch builds every launch description.
+    tree = ast.parse(LAUNCH_FILES[stack_name].read_text())
+    imported = {(node.module, alias.name) for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                for alias in node.names}
+    assert imported == {("ibc_ros.bringup.ros2_launch", "stack_launch_description")}
+    functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
+    returned = next(n.value for n in ast.walk(functions["generate_launch_description"]) if isinstance(n, ast.Return))
+    assert ast.unparse(returned) == f"stack_launch_description({stack_name!r})"
+    load_stack(stack_name)  # the stack it names exists
+
+    tree = ast.parse(ROS2_LAUNCH.read_text())
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
                 and node.module == "ibc_ros.bringup.stack" for alias in node.names}
     assert {"load_stack", "resolve", "parse_arguments"} <= imported
-    assigned = {target.id: node.value.value for node in tree.body if isinstance(node, ast.Assign)
-                for target in node.targets if isinstance(node.value, ast.Constant)}
-    assert assigned["STACK"] == "real_push"
-    functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
-    assert "generate_launch_description" in functions
     calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call)]
     called = {c.func.id for c in calls if isinstance(c.func, ast.Name)}
-    assert {"DeclareLaunchArgument", "OpaqueFunction", "Node", "LaunchDescription", "load_stack", "resolve"} <= called
+    assert {"DeclareLaunchArgument", "OpaqueFunction", "Node", "LaunchDescription", "Shutdown",
+            "load_stack", "parse_arguments", "resolve"} <= called
     node_call = next(c for c in calls if isinstance(c.func, ast.Name) and c.func.id == "Node")
     keywords = {k.arg: k.value for k in node_call.keywords}
     assert ast.literal_eval(keywords["package"]) == "ibc_ros"
-    assert {"executable", "name", "parameters"} <= set(keywords)
+    assert {"executable", "name", "parameters", "on_exit"} <= set(keywords)
     # Node executables, names and parameters all come from the NodeSpec the stack resolves to.
     assert ast.unparse(keywords["executable"]) == "spec.executable"
     assert ast.unparse(keywords["name"]) == "spec.name"

@@ -23,6 +23,7 @@ import threading
 import time
 from typing import Any, Optional, Sequence
 
+import numpy as np
 import rclpy
 from geometry_msgs.msg import Vector3Stamped
 from rclpy.context import Context
@@ -121,6 +122,8 @@ def run_stack(policy: str, seconds: float, warmup: float, extra: Sequence[str]) 
     rtf = achieved_real_time_factor(clock)
     stack_latency, wall_latency = latencies(setpoints, commands, frames)
     return {"command": " ".join(argv), "setpoints": len(setpoints), "achieved_real_time_factor": rtf,
+            # lock-step: each 10 ms sim tick waits for the controller's joint_command over DDS
+            "sim_tick_wall": percentiles(np.diff([wall for wall, _ in clock]).tolist()),
             "frame_to_joint_command_stack_clock": percentiles(stack_latency),
             "frame_to_joint_command_wall": percentiles(wall_latency) if wall_latency else None,
             "policy_node_latency_stack_clock": percentiles(policy_latency) if policy_latency else None,

@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence, TypeVar
 import numpy as np
 import rclpy
 from builtin_interfaces.msg import Time as TimeMsg
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
 from rcl_interfaces.msg import ParameterDescriptor
 from sensor_msgs.msg import Image, JointState
@@ -136,9 +136,14 @@ def age_seconds(node: Node, stamp: TimeMsg) -> float:
 
 
 # ---------------------------------------------------------------------------- main
-def run_node(factory: Callable[[], Node], args: Sequence[str] | None = None, threads: int = 2) -> None:
-    """rclpy.init, build the node, spin it on a multi-threaded executor, shut down cleanly on
-    Ctrl-C / SIGTERM-driven shutdown; a node may define close() to release hardware."""
+def run_node(factory: Callable[[], Node], args: Sequence[str] | None = None, threads: int = 1) -> None:
+    """rclpy.init, build the node, spin it, shut down cleanly on Ctrl-C / SIGTERM-driven
+    shutdown; a node may define close() to release hardware.
+
+    One thread (SingleThreadedExecutor) unless a node needs callbacks to overlap: this rclpy's
+    MultiThreadedExecutor keeps re-yielding queued tasks while holding the GIL (ros2/rclpy#1452,
+    fixed upstream in #1547), and with /clock + timers it slowed the lock-step sim stack 30x
+    (real-time factor 0.03 vs 0.97: docs/BENCHMARKS.md, "Quiet-machine rerun")."""
     rclpy.init(args=args)
     node = None
     try:
@@ -147,7 +152,7 @@ def run_node(factory: Callable[[], Node], args: Sequence[str] | None = None, thr
         except Exception as exc:  # configuration / checkpoint / hardware errors at start-up
             print(f"fatal: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
             raise SystemExit(1) from exc
-        executor = MultiThreadedExecutor(num_threads=threads)
+        executor = SingleThreadedExecutor() if threads == 1 else MultiThreadedExecutor(num_threads=threads)
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):

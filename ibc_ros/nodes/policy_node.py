@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 from geometry_msgs.msg import Vector3Stamped
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
@@ -92,22 +91,19 @@ class PolicyNode(Node):
         self._reset_stamp = -1.0
         self.refused_old = 0
 
-        acting = MutuallyExclusiveCallbackGroup()  # inference and reset never interleave
         self.setpoint_pub = self.create_publisher(Vector3Stamped, "setpoint_delta", 10)
         self.energy_pub = self.create_publisher(Image, "policy/energy_image", 1)
         self.latency_pub = self.create_publisher(Float32, "policy/latency", 10)
         self.inference_pub = self.create_publisher(Float32, "policy/inference_time", 10)
-        self._wake = self.create_guard_condition(self._on_tick, callback_group=acting) \
+        self._wake = self.create_guard_condition(self._on_tick) \
             if self.config.act_on_new_frames else None
-        self.create_subscription(Image, "camera/image_raw", self._on_image, qos_profile_sensor_data,
-                                 callback_group=MutuallyExclusiveCallbackGroup())
+        self.create_subscription(Image, "camera/image_raw", self._on_image, qos_profile_sensor_data)
         if "state" in self.policy.observation_keys:
             self.get_logger().warning("this policy observes 'state': only the sim node provides it")
-            self.create_subscription(Float32MultiArray, "observation/state", self._on_state, 10,
-                                     callback_group=MutuallyExclusiveCallbackGroup())
-        self.create_service(Trigger, "policy/reset", self._on_reset, callback_group=acting)
+            self.create_subscription(Float32MultiArray, "observation/state", self._on_state, 10)
+        self.create_service(Trigger, "policy/reset", self._on_reset)
         if not self.config.act_on_new_frames:
-            self.create_timer(1.0 / self.config.rate_hz, self._on_tick, callback_group=acting)
+            self.create_timer(1.0 / self.config.rate_hz, self._on_tick)
 
     def _load_policy(self):
         import torch

@@ -40,7 +40,6 @@ from pathlib import Path
 
 import numpy as np
 import rclpy
-from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from rclpy.time import Time
@@ -119,7 +118,6 @@ class SimNode(Node):
         self._reset_requested = threading.Event()
         self._stop = threading.Event()
 
-        services = ReentrantCallbackGroup()
         self.clock_pub = self.create_publisher(Clock, "/clock", 10)
         self.joint_pub = self.create_publisher(JointState, "joint_states", 10)
         self.image_pub = self.create_publisher(Image, "camera/image_raw", qos_profile_sensor_data)
@@ -128,9 +126,9 @@ class SimNode(Node):
         self.success_pub = self.create_publisher(Bool, "task/success", 10)
         self.distance_pub = self.create_publisher(Float32, "task/distance", 10)
         self.create_subscription(JointState, "joint_command", self._on_command, 1)
-        self.create_service(Trigger, "sim/reset", self._on_reset, callback_group=services)
-        self.controller_reset = self.create_client(Trigger, "controller/reset", callback_group=services)
-        self.policy_reset = self.create_client(Trigger, "policy/reset", callback_group=services)
+        self.create_service(Trigger, "sim/reset", self._on_reset)
+        self.controller_reset = self.create_client(Trigger, "controller/reset")
+        self.policy_reset = self.create_client(Trigger, "policy/reset")
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
@@ -363,7 +361,7 @@ class SimNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    run_node(SimNode, args, threads=3)
+    run_node(SimNode, args)  # the episode loop has its own thread
 
 
 if __name__ == "__main__":

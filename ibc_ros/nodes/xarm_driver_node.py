@@ -115,7 +115,7 @@ class XArmDriverNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    run_node(XArmDriverNode, args)
+    run_node(XArmDriverNode, args, threads=2)  # driver/recover may wait on the SDK: joint_states go on
 
 
 if __name__ == "__main__":

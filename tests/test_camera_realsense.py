@@ -101,9 +101,3 @@ def test_missing_camera_and_bad_stream_give_clear_errors(recording, tmp_path):
         RealSenseCamera(CameraConfig(playback_file=str(recording), width=1280, height=720))
     with pytest.raises(CameraError, match="missing.db3 not found"):
         RealSenseCamera(CameraConfig(playback_file=str(tmp_path / "missing.db3")))
-
-
-def test_v4l2_fallback_without_a_device_is_a_clear_error():
-    from ibc_ros.hardware.camera import open_camera
-    with pytest.raises(CameraError, match="cannot open V4L2 camera '/dev/video99'"):
-        open_camera(CameraConfig(source="v4l2", device="/dev/video99"))

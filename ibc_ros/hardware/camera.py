@@ -7,8 +7,10 @@ V4L2/OpenCV fallback. Each yields RGB uint8 frames with their capture time.
 
 Capture time: a D415 stamps frames in the host's clock (global/system time domain), which is the
 moment of capture; a hardware-clock or recorded timestamp is not comparable with ROS time, so
-then the arrival time on the host is used. `playback_file` replays a RealSense recording (.db3
-in SDK 2.59; older SDKs wrote .bag) through the same pipeline instead of a live camera.
+then the arrival time on the host is used. `playback_file` replays a recording instead of a live
+camera, through the same code: a RealSense recording (.db3 in SDK 2.59; older SDKs wrote .bag)
+through the SDK pipeline, or - for source v4l2 - a video file OpenCV reads (e.g. one recorded
+from that camera with `ffmpeg -f v4l2 -i /dev/video0 out.avi`), paced at `fps`.
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ class CameraConfig:
     width: int = 640
     height: int = 360
     fps: int = 30
-    playback_file: str = ""      # RealSense recording to replay instead of a live camera
+    playback_file: str = ""      # recording to replay instead of a live camera (RealSense .db3/.bag, or a video for v4l2)
     frame_timeout: float = 2.0   # s without a frame before the camera counts as lost
 
     def validate(self) -> None:
@@ -115,21 +117,44 @@ class V4L2Camera:
     def __init__(self, config: CameraConfig) -> None:
         import cv2
         self._cv2, self.config = cv2, config
-        device: int | str = int(config.device) if config.device.isdigit() else config.device
-        self._capture = cv2.VideoCapture(device, cv2.CAP_V4L2)
-        if not self._capture.isOpened():
-            raise CameraError(f"cannot open V4L2 camera {config.device!r}: check `v4l2-ctl --list-devices`")
-        self._capture.set(cv2.CAP_PROP_FRAME_WIDTH, config.width)
-        self._capture.set(cv2.CAP_PROP_FRAME_HEIGHT, config.height)
-        self._capture.set(cv2.CAP_PROP_FPS, config.fps)
-        self._capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # newest frame, not a backlog
+        self._playback = bool(config.playback_file)
+        if self._playback:
+            self._capture = self._open_recording(config.playback_file)
+            self.device_name = f"video {config.playback_file}"
+        else:
+            self._capture = self._open_device(config)
+            self.device_name = f"V4L2 camera {config.device!r}"
         self._number = 0
-        self.device_name = f"V4L2 {config.device}"
+        self._next_due = time.monotonic()
+
+    def _open_device(self, config: CameraConfig):
+        device: int | str = int(config.device) if config.device.isdigit() else config.device
+        capture = self._cv2.VideoCapture(device, self._cv2.CAP_V4L2)
+        if not capture.isOpened():
+            raise CameraError(f"cannot open V4L2 camera {config.device!r}: check `v4l2-ctl --list-devices`")
+        capture.set(self._cv2.CAP_PROP_FRAME_WIDTH, config.width)
+        capture.set(self._cv2.CAP_PROP_FRAME_HEIGHT, config.height)
+        capture.set(self._cv2.CAP_PROP_FPS, config.fps)
+        capture.set(self._cv2.CAP_PROP_BUFFERSIZE, 1)  # newest frame, not a backlog
+        return capture
+
+    def _open_recording(self, path: str):
+        if not Path(path).is_file():
+            raise CameraError(f"video recording {path} not found")
+        capture = self._cv2.VideoCapture(path)
+        if not capture.isOpened():
+            raise CameraError(f"OpenCV cannot read the video {path}: use a format its FFmpeg reads (.avi, .mp4)")
+        return capture
 
     def read(self) -> Frame:
+        if self._playback:  # a file reads as fast as it decodes: release frames at the camera's rate
+            now = time.monotonic()
+            time.sleep(max(0.0, self._next_due - now))
+            self._next_due = max(self._next_due, now) + 1.0 / self.config.fps
         ok, bgr = self._capture.read()
         if not ok:
-            raise CameraError(f"V4L2 camera {self.config.device!r} delivered no frame")
+            raise CameraError(f"{self.device_name} delivered no frame"
+                              + (" (end of the recording)" if self._playback else ""))
         capture = time.time()
         rgb = self._cv2.cvtColor(bgr, self._cv2.COLOR_BGR2RGB)
         if rgb.shape[:2] != (self.config.height, self.config.width):

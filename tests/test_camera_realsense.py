@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from ibc_ros.hardware.camera import CameraConfig, CameraError, RealSenseCamera
+from tests.camera_recordings import read_until_end
 
 rs = pytest.importorskip("pyrealsense2", reason="pyrealsense2 needs the system libusb-1.0")
 
@@ -73,16 +74,7 @@ def recording(tmp_path_factory) -> Path:
 
 def test_realsense_camera_reads_software_device_recording_through_pipeline(recording):
     camera = RealSenseCamera(CameraConfig(playback_file=str(recording), frame_timeout=1.0))
-    frames = []
-    try:
-        while True:
-            try:
-                frames.append(camera.read())
-            except CameraError as exc:
-                assert "end of the recording" in str(exc)
-                break
-    finally:
-        camera.close()
+    frames = read_until_end(camera)
     assert len(frames) >= 10  # real-time playback may drop a frame at the start
     numbers = [f.number for f in frames]
     assert numbers == sorted(numbers)

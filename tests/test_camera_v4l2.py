@@ -15,6 +15,7 @@ from sensor_msgs.msg import Image
 
 from ibc_ros.hardware.camera import CameraConfig, CameraError, open_camera
 from ibc_ros.paths import share_file
+from tests.camera_recordings import read_until_end
 from tests.ros_client import RosClient, wait_for
 from tests.ros_processes import running
 
@@ -46,17 +47,8 @@ def test_v4l2_camera_reads_a_recorded_video_through_the_same_read_path(tmp_path)
     video = tmp_path / "uvc.avi"
     write_v4l2_recording(video, 8)
     camera = open_camera(CameraConfig(source="v4l2", playback_file=str(video), width=640, height=360, fps=20))
-    frames = []
     started = time.monotonic()
-    try:
-        while True:
-            try:
-                frames.append(camera.read())
-            except CameraError as exc:
-                assert "end of the recording" in str(exc)
-                break
-    finally:
-        camera.close()
+    frames = read_until_end(camera)
     elapsed = time.monotonic() - started
     assert [f.number for f in frames] == list(range(1, 9))
     for k, frame in enumerate(frames):
@@ -71,7 +63,7 @@ def test_v4l2_camera_reads_a_recorded_video_through_the_same_read_path(tmp_path)
 def test_camera_node_streams_the_v4l2_source(tmp_path):
     """camera_node in a real process (real DDS) with source v4l2 on the recorded video."""
     video = tmp_path / "uvc.avi"
-    write_v4l2_recording(video, 30)
+    write_v4l2_recording(video, 8)   # replayed in a loop: the node reopens it at its end
     argv = [sys.executable, "-m", "ibc_ros.nodes.camera_node", "--ros-args",
             "--params-file", str(share_file("config", "camera.yaml")),
             "-p", "source:=v4l2", "-p", f"playback_file:={video}", "-p", "fps:=30", "-p", "retry_period:=30.0"]
@@ -82,5 +74,5 @@ def test_camera_node_streams_the_v4l2_source(tmp_path):
     msg = images[-1]
     assert (msg.height, msg.width, msg.encoding, msg.step) == (360, 640, "rgb8", 640 * 3)
     rgb = np.frombuffer(bytes(msg.data), np.uint8).reshape(360, 640, 3)
-    assert rgb[0, 320, 0] > 200 and rgb[0, 320, 2] < 60      # the red bar: channels in RGB order
+    assert rgb[0, 320, 0] > 200 and rgb[0, 320, 2] < 60, rgb[::40, 320]   # the red bar: RGB order
     assert rgb[-1, 320, 2] > 200 and rgb[-1, 320, 0] < 60    # blue below it

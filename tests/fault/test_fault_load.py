@@ -10,6 +10,7 @@ Timing is reported, never asserted (COMMON rules); memory growth and message ord
 """
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -23,9 +24,9 @@ from std_msgs.msg import Float32
 
 from ibc_ros.control import load_controller_config
 from tests.fault.conftest import node_argv
-from tests.fault.test_fault_camera_policy import FramePump, seconds
+from tests.fault.test_fault_camera_policy import seconds
 from tests.ros_client import RosClient, wait_for
-from tests.ros_processes import running
+from tests.ros_processes import python_script, running
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 LOAD_S = 40.0
@@ -38,45 +39,58 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
-class FullFramePump(FramePump):
-    """FramePump at the camera's full 640x360."""
+# The flooding camera is its own process, as a real camera node is: in the pytest process (which
+# also trained the tiny checkpoint) the same publisher delivered the policy only ~1.3 frames/s.
+CAMERA_FLOOD = python_script("""
+    import sys, time
+    import numpy as np
+    import rclpy
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+    from ibc_ros.nodes.common import image_msg
 
-    def _run(self) -> None:
-        from ibc_ros.nodes.common import image_msg
-        frames = [self._rng.integers(0, 256, (360, 640, 3), dtype=np.uint8) for _ in range(8)]
-        while not self._stop.wait(self.period):
-            if self.on.is_set():
-                now = self.client.now()
-                self.pub.publish(image_msg(frames[self.sent % len(frames)], now.to_msg()))
-                self.last_stamp, self.sent = now.nanoseconds * 1e-9, self.sent + 1
+    rclpy.init()
+    node = rclpy.create_node("flood_camera")
+    pub = node.create_publisher(Image, "camera/image_raw", qos_profile_sensor_data)
+    while pub.get_subscription_count() == 0:
+        time.sleep(0.05)
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (360, 640, 3), dtype=np.uint8) for _ in range(8)]
+    hz, sent, start = float(sys.argv[1]), 0, time.monotonic()
+    try:
+        while True:
+            pub.publish(image_msg(frames[sent % len(frames)], node.get_clock().now().to_msg()))
+            sent += 1
+            time.sleep(max(0.0, start + sent / hz - time.monotonic()))
+    except KeyboardInterrupt:
+        print(f"sent {sent} frames in {time.monotonic() - start:.3f} s", flush=True)
+""")
 
 
 def test_camera_flood_at_60hz_keeps_the_policy_rate_newest_frame_and_memory(tiny_rgb_checkpoint, tmp_path):
     policy = node_argv("policy_node", "policy.yaml", f"checkpoint:={tiny_rgb_checkpoint}", "device:=cpu",
                        "torch_threads:=1")
+    camera_log = tmp_path / "camera.log"
     with RosClient("flood_test") as client, running(policy, tmp_path / "policy.log") as proc:
         setpoints = client.collect(Vector3Stamped, "setpoint_delta", 1000)
         latency = client.collect(Float32, "policy/latency", 1000)
         inference = client.collect(Float32, "policy/inference_time", 1000)
-        camera = FullFramePump(client, hz=60.0)
-        try:
-            wait_for(lambda: camera.pub.get_subscription_count() > 0, 120, "policy subscribed")
-            camera.on.set()
-            wait_for(lambda: len(setpoints) >= 5, 60, "policy acting")
+        with running(CAMERA_FLOOD + ["60"], camera_log):   # starts once the policy subscribed
+            wait_for(lambda: len(setpoints) >= 5, 120, "policy acting")
             started, first_count = time.monotonic(), len(setpoints)
             memory = []
             while time.monotonic() - started < LOAD_S:
                 memory.append(rss_mb(proc.pid))
                 time.sleep(1.0)
-            elapsed, count, frames = time.monotonic() - started, len(setpoints) - first_count, camera.sent
-        finally:
-            camera.close()
+            elapsed, count = time.monotonic() - started, len(setpoints) - first_count
         assert proc.poll() is None
+    sent, camera_s = re.search(r"sent (\d+) frames in ([\d.]+) s", camera_log.read_text()).groups()
+    frames, offered_hz = int(sent), int(sent) / float(camera_s)
     rate = count / elapsed
     stamps = np.array([seconds(s.header.stamp) for s in setpoints])
     lag = np.array([l.data for l in latency]) - np.array([i.data for i in inference])[:len(latency)]
     growth = memory[-1] - memory[len(memory) // 4]
-    print(f"\nflood: {frames} frames sent ({frames / elapsed:.1f} Hz offered over {elapsed:.0f} s), "
+    print(f"\nflood: {frames} frames sent ({offered_hz:.1f} Hz offered); over {elapsed:.0f} s, "
           f"{count} setpoints = {rate:.2f} Hz; latency median {np.median([l.data for l in latency]) * 1e3:.0f} ms, "
           f"p95 {np.percentile([l.data for l in latency], 95) * 1e3:.0f} ms; frame age at inference start "
           f"median {np.median(lag) * 1e3:.0f} ms; inference median {np.median([i.data for i in inference]) * 1e3:.0f} ms; "

@@ -2,12 +2,12 @@
 # Reruns every benchmark of docs/BENCHMARKS.md; results land in bench/results/*.json.
 # Low CPU priority: other work on the machine keeps precedence (the ratios are measured
 # interleaved, so they survive background load; absolute times do not).
-# Usage: bench/run_all.sh [checkpoint] [dataset]   (defaults: runs/push_pixels/policy.pt, data/push_pixels)
+# Usage: bench/run_all.sh [checkpoint] [dataset]   (defaults: policies/push_pixels.pt, data/push_pixels)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=bench/results
 mkdir -p "$out"
-checkpoint=${1:-runs/push_pixels/policy.pt}
+checkpoint=${1:-policies/push_pixels.pt}
 dataset=${2:-data/push_pixels}
 run() { nice -n 19 ./run.sh python -m "$@"; }
 
@@ -16,7 +16,7 @@ run bench.dfo_inference --config paper_real --samples 4096 16384 --repeats 5 --q
 run bench.dfo_inference --config paper_real --precision float32 --repeats 10 --quality 0 --json $out/inference_paper_real_fp32.json
 run bench.dfo_inference --config paper_real --threads 2 --repeats 10 --quality 0 --json $out/inference_paper_real_2threads.json
 run bench.dfo_inference --config push_pixels --repeats 30 --json $out/inference_push_pixels.json
-if [ -f "$checkpoint" ]; then
+if [ -f "$checkpoint" ] && [ -d "$dataset" ]; then   # recorded frames: ibc-data generate --task push_pixels
   run bench.dfo_inference --checkpoint "$checkpoint" --dataset "$dataset" --repeats 20 --quality 64 \
       --json $out/inference_checkpoint_recorded.json
 fi

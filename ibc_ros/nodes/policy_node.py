@@ -1,6 +1,6 @@
 """policy node: camera/image_raw -> 5 Hz IBC inference -> setpoint_delta.
 
-  sub camera/image_raw (keep-last-1: only the newest frame is kept),
+  sub camera/image_raw (sensor-data QoS: best effort, keep-last; only the newest frame is used),
       observation/state (std_msgs/Float32MultiArray; only for policies that observe "state": sim)
   pub setpoint_delta (geometry_msgs/Vector3Stamped: x=dx, y=dy m, header.stamp = image stamp),
       policy/energy_image (sensor_msgs/Image: energy inset on the frame, only with subscribers),
@@ -9,6 +9,8 @@
   srv policy/reset (std_srvs/Trigger): new episode - clears the frame history
 Inference runs in a timer at rate_hz (not in the image callback), always on the newest frame;
 frames older than max_frame_age, already used, or from before the last reset are not acted on.
+The node spins one thread: frames arriving during inference wait in the subscription's keep-last
+queue (sensor-data QoS) and the next tick takes the newest (60 Hz flood test: 5.00 Hz held).
 act_on_new_frames: true (the lock-step sim, which renders exactly one frame per policy step and
 holds its clock until the answer) runs the same inference as soon as a new frame is there, woken
 by a guard condition instead of the timer. A state-observing policy acts only once the state

@@ -26,7 +26,6 @@ def running(args: Sequence[str], log_path: Path | None = None,
     except BaseException:
         # A failing test shows what the node said (pytest prints captured stdout on failure).
         if log_path:
-            log.flush()
             print(f"--- last lines of {log_path} ---\n{Path(log_path).read_text()[-3000:]}")
         raise
     finally:

@@ -13,7 +13,7 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction, Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from ibc_ros.bringup.stack import load_stack, parse_arguments, resolve
+from ibc_ros.bringup.stack import Stack, load_stack, parse_arguments, resolve
 
 
 def stack_launch_description(stack_name: str) -> LaunchDescription:
@@ -23,11 +23,10 @@ def stack_launch_description(stack_name: str) -> LaunchDescription:
     arguments = [DeclareLaunchArgument(arg.name, default_value=arg.default, description=arg.description,
                                        **({"choices": list(arg.choices)} if arg.choices else {}))
                  for arg in stack.arguments]
-    return LaunchDescription(arguments + [OpaqueFunction(function=partial(_nodes, stack_name=stack_name))])
+    return LaunchDescription(arguments + [OpaqueFunction(function=partial(_nodes, stack=stack))])
 
 
-def _nodes(context, stack_name: str) -> list:
-    stack = load_stack(stack_name)
+def _nodes(context, stack: Stack) -> list:
     # The values pass the same validation as `ibc-ros launch` arguments (parse_arguments).
     pairs = [f"{arg.name}:={LaunchConfiguration(arg.name).perform(context)}" for arg in stack.arguments]
     actions = []

@@ -57,6 +57,7 @@ def _wait_for_subscribers(node: Node, publishers: dict[str, Publisher], wait_s: 
         if all(p.get_subscription_count() >= wanted for p in publishers.values()):
             return
         time.sleep(0.05)
-    short = {t: p.get_subscription_count() for t, p in publishers.items() if p.get_subscription_count() < wanted}
+    counts = {t: p.get_subscription_count() for t, p in publishers.items()}
+    short = {t: count for t, count in counts.items() if count < wanted}
     if short:
         node.get_logger().warning(f"starting with fewer than {wanted} subscribers on {short}")

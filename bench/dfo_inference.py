@@ -123,7 +123,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--dataset", help="take observations from this dataset (recorded) instead of random")
     parser.add_argument("--samples", type=int, nargs="+", default=[None],
                         help="DFO samples to measure (default: the config's ebm.dfo.samples)")
-    parser.add_argument("--precision", default="auto", help="optimised side: auto | float32 | bfloat16")
+    parser.add_argument("--precision", default="auto", help="optimised side: auto | float32 | bfloat16 | int8")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=30, help="timed act() calls per side")

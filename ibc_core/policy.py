@@ -17,8 +17,10 @@ checkpoint and observations give the same actions.
 
 precision (EBMs with DFO): "float32" runs every energy in float32; "bfloat16" runs the DFO
 search in bfloat16 and re-scores the 16 lowest final samples in float32 to choose the action
-(about 3x faster on CPUs with AMX / AVX512-BF16, see docs/BENCHMARKS.md); "auto" (default)
-picks bfloat16 on CUDA and on such CPUs, else float32.
+(about 3x faster on CPUs with AMX / AVX512-BF16, see docs/BENCHMARKS.md); "int8" does the
+same with a dynamically quantised int8 copy of the dense layers (CPU only, FBGEMM: for AVX2
+CPUs without fast bfloat16); "auto" (default) picks bfloat16 on CUDA and on CPUs with fast
+bfloat16, int8 on other x86 CPUs that have FBGEMM, else float32.
 """
 from __future__ import annotations
 
@@ -34,12 +36,13 @@ from ibc_core.config_io import to_dict
 from ibc_core.data.preprocess import ImageSpec, preprocess_image
 from ibc_core.models.base import PolicyNetwork
 from ibc_core.models.energy import EnergyNetwork
+from ibc_core.models.mlp import int8_linear_available
 from ibc_core.samplers.noise import GeneratorNoise
 
 __all__ = ["Policy", "CheckpointError", "resolve_device", "resolve_precision"]
 
 Observation = Mapping[str, np.ndarray]
-PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16, "int8": torch.qint8}
 
 
 def cpu_has_fast_bfloat16() -> bool:
@@ -54,10 +57,13 @@ def cpu_has_fast_bfloat16() -> bool:
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     if precision == "auto":
-        fast = device.type == "cuda" or (device.type == "cpu" and cpu_has_fast_bfloat16())
-        return torch.bfloat16 if fast else torch.float32
+        if device.type == "cuda" or (device.type == "cpu" and cpu_has_fast_bfloat16()):
+            return torch.bfloat16
+        return torch.qint8 if device.type == "cpu" and int8_linear_available() else torch.float32
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be auto, float32 or bfloat16, got {precision!r}")
+        raise ValueError(f"precision must be auto, {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "int8" and (device.type != "cpu" or not int8_linear_available()):
+        raise ValueError(f"precision int8 needs a CPU with FBGEMM int8 kernels (x86), not {device}")
     return PRECISIONS[precision]
 
 

@@ -1,6 +1,6 @@
 """The optimised DFO inference against the straightforward reference in bench/: float32 gives
-the same actions, samples and energies for a fixed seed; bfloat16 search re-scored in float32
-never returns a worse float32 energy than its own bfloat16 choice; the inference benchmark runs
+the same actions, samples and energies for a fixed seed; a bfloat16 or int8 search re-scored in
+float32 never returns a worse float32 energy than its own choice; the inference benchmark runs
 with tiny settings. (Timings are benchmarks, never asserted here.)"""
 from __future__ import annotations
 
@@ -52,21 +52,29 @@ def test_float32_dfo_matches_reference_samples_and_energies() -> None:
         torch.testing.assert_close(energies, reference_energies(network, features, samples), rtol=1e-5, atol=1e-5)
 
 
-def test_bfloat16_choice_is_rescored_in_float32() -> None:
-    optimised, _ = small_pair("push_pixels", "bfloat16")
+needs_int8 = pytest.mark.skipif(not mlp_module.int8_linear_available(), reason="no FBGEMM int8 kernels")
+LOW_PRECISIONS = [torch.bfloat16, pytest.param(torch.qint8, marks=needs_int8)]
+
+
+@pytest.mark.parametrize("dtype", LOW_PRECISIONS)
+def test_low_precision_choice_is_rescored_in_float32(dtype: torch.dtype) -> None:
+    optimised, _ = small_pair("push_pixels", "float32")
     network = optimised.network
     obs = dfo_inference.synthetic_observations(optimised, 1)[0]
     with torch.inference_mode():
         features = network.features(optimised._batch(optimised._padded([optimised._prepare(obs)])))
-        fast, exact = network._bound_energy(features, torch.bfloat16), network._bound_energy(features, torch.float32)
+        fast, exact = network._bound_energy(features, dtype), network._bound_energy(features, torch.float32)
         noise = lambda: GeneratorNoise(torch.Generator().manual_seed(3), CPU)
         chosen, samples, fast_energies = dfo_optimize(fast, 1, 2, network.ebm.dfo, noise(), CPU, rescore_fn=exact)
         plain, _, _ = dfo_optimize(fast, 1, 2, network.ebm.dfo, noise(), CPU)
-        # Rescoring picks among the final samples, never worse (float32) than the bf16 argmin.
+        # Rescoring picks among the final samples, never worse (float32) than the fast argmin.
         assert (samples[0] == chosen[0]).all(-1).any()
         assert exact(chosen[:, None]).item() <= exact(plain[:, None]).item()
-        # bfloat16 energies track the float32 ones (8-bit mantissa: ~1 % relative).
-        torch.testing.assert_close(fast_energies, exact(samples), rtol=0.03, atol=0.03)
+        # The fast energies track the float32 ones (bfloat16: 8-bit mantissa, ~1 % relative;
+        # int8: 127 levels per weight row, 7-bit activations per call).
+        error = (fast_energies - exact(samples)).abs().max().item()
+        spread = exact(samples).abs().max().item()
+        assert error <= 0.03 * spread + 0.03, (error, spread)
 
 
 def test_bind_and_frozen_copy_equal_the_module() -> None:
@@ -82,18 +90,27 @@ def test_bind_and_frozen_copy_equal_the_module() -> None:
         torch.testing.assert_close(mlp(features, actions), expected, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("dtype", LOW_PRECISIONS)
 @pytest.mark.parametrize("resnet", [False, True])
-def test_bfloat16_frozen_copy_tracks_float32(resnet: bool) -> None:
+def test_low_precision_frozen_copy_tracks_float32(resnet: bool, dtype: torch.dtype) -> None:
     torch.manual_seed(1)
     mlp = MLP((6, 2), 1, MLPConfig(width=64, depth=4, resnet=resnet)).eval()
-    fast = mlp.frozen(torch.bfloat16)
-    # Plain ReLU MLPs take the fused linear+ReLU path (when oneDNN offers it); ResNets never do.
-    assert (fast._relu_chain is not None) == (not resnet and mlp_module._LINEAR_RELU is not None)
+    fast = mlp.frozen(dtype)
+    if dtype == torch.bfloat16:
+        # Plain ReLU MLPs take the fused linear+ReLU path (where oneDNN runs it); ResNets never do.
+        assert (fast._relu_chain is not None) == (not resnet and mlp_module.fused_bfloat16_relu_available())
+    else:
+        # int8: the hidden layers only; input layers and the energy head stay float32.
+        assert isinstance(fast.hidden[-1], mlp_module.DynamicInt8Linear)
+        assert isinstance(fast.head[-1], torch.nn.Linear) and isinstance(fast.inputs[0], torch.nn.Linear)
+    compute = torch.float32 if dtype == torch.qint8 else dtype
     features, actions = torch.randn(2, 1, 6), torch.rand(2, 300, 2) * 2 - 1
     with torch.no_grad():
         expected = mlp(features, actions)
-        got = fast.bind(features.bfloat16())(actions.bfloat16()).float()
+        got = fast.bind(features.to(compute))(actions.to(compute)).float()
     torch.testing.assert_close(got, expected, rtol=0.05, atol=0.02)
+    with torch.no_grad():  # the original keeps its float32 layers
+        torch.testing.assert_close(mlp(features, actions), expected, rtol=0, atol=0)
 
 
 def test_training_mode_drops_frozen_copies() -> None:

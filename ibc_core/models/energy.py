@@ -28,7 +28,8 @@ class EnergyNetwork(PolicyNetwork):
         self.mlp = MLP((encoder.output_dim, spec.action_dim), 1, mlp, output_bias=False)
         # Counter-examples from a learned marginal p(y) instead of the sampler (ebm.marginal).
         self.marginal = MarginalActionEBM(spec.action_dim, ebm.marginal) if ebm.marginal.enabled else None
-        # DFO inference precision (Policy sets it): float32, or bfloat16 search + float32 choice.
+        # DFO inference precision (Policy sets it): float32, or a bfloat16 / int8 (torch.qint8)
+        # search + float32 choice.
         self.inference_dtype = torch.float32
         self._frozen: dict[tuple[torch.dtype, torch.device], MLP] = {}
 
@@ -49,8 +50,10 @@ class EnergyNetwork(PolicyNetwork):
         key = (dtype, features.device)
         if key not in self._frozen:
             self._frozen[key] = self.mlp.frozen(dtype).to(features.device)
-        bound = self._frozen[key].bind(features.unsqueeze(1).to(dtype))
-        return lambda actions: bound(actions.to(dtype)).squeeze(-1).float()
+        # int8 copies take and return float32 (only their weights and products are int8).
+        compute = torch.float32 if dtype == torch.qint8 else dtype
+        bound = self._frozen[key].bind(features.unsqueeze(1).to(compute))
+        return lambda actions: bound(actions.to(compute)).squeeze(-1).float()
 
     def energy(self, features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         return self.mlp(features.unsqueeze(1), actions).squeeze(-1)

@@ -47,6 +47,9 @@ SUPPORTED_OBSERVATIONS = {"rgb", "state"}
 class PolicyNodeConfig:
     checkpoint: str = "policies/push_pixels.pt"
     device: str = "auto"               # auto = cuda when present, else cpu
+    # DFO search precision (ibc_core.policy): auto | float32 | bfloat16 | int8; the action is
+    # always chosen by float32 energies.
+    precision: str = "auto"
     rate_hz: float = 5.0
     max_frame_age: float = 0.5         # s; older frames are refused
     energy_resolution: int = 32        # energy grid per axis for policy/energy_image
@@ -63,6 +66,9 @@ class PolicyNodeConfig:
     def validate(self) -> None:
         if self.rate_hz <= 0 or self.max_frame_age <= 0 or self.energy_resolution < 2:
             raise ValueError("rate_hz and max_frame_age must be positive, energy_resolution >= 2")
+        from ibc_core.policy import PRECISIONS   # imports torch, which the node loads next anyway
+        if self.precision not in ("auto", *PRECISIONS):
+            raise ValueError(f"precision must be auto, {', '.join(PRECISIONS)}; got {self.precision!r}")
 
 
 class PolicyLoadError(RuntimeError):
@@ -113,12 +119,13 @@ class PolicyNode(Node):
         if self.config.torch_threads > 0:
             torch.set_num_threads(self.config.torch_threads)
         path = resolve_checkpoint(self.config.checkpoint)
-        policy = Policy.load(path, device=self.config.device, overrides=self.config.policy_overrides)
+        policy = Policy.load(path, device=self.config.device, overrides=self.config.policy_overrides,
+                             precision=self.config.precision)
         unsupported = set(policy.observation_keys) - SUPPORTED_OBSERVATIONS
         if unsupported:
             raise PolicyLoadError(f"{path} needs observation(s) {sorted(unsupported)}; the ROS stack provides "
                                   f"{sorted(SUPPORTED_OBSERVATIONS)} (camera images) - use a pixel policy")
-        self.get_logger().info(f"loaded {path} on {policy.device}: observations {policy.observation_keys}, "
+        self.get_logger().info(f"loaded {path} on {policy.device} ({policy.precision} DFO search): observations {policy.observation_keys}, "
                                f"history {policy.history_length}, image spec {policy.image_spec}, "
                                f"settings changed: {self.config.policy_overrides or 'none'}")
         return policy

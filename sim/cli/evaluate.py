@@ -155,9 +155,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="task config override, e.g. --set success_tolerance=0.01")
     parser.add_argument("--workers", type=int, default=1,
                         help="parallel processes, one torch thread each (same results for any number)")
-    parser.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16"],
-                        help="inference precision (auto: bfloat16 DFO search where the CPU/GPU has it; "
-                             "docs/BENCHMARKS.md)")
+    parser.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16", "int8"],
+                        help="DFO search precision (auto: bfloat16 where the CPU/GPU has it, else int8 "
+                             "on x86 CPUs; the action is always chosen in float32; docs/BENCHMARKS.md)")
     parser.add_argument("--policy-set", dest="policy_overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="policy inference override (Policy.load), e.g. --policy-set irvs.inverse_eta=2")
     args = parser.parse_args(argv)

@@ -42,6 +42,8 @@ def test_nodes_refuse_to_start_with_bad_parameters_and_name_them(tiny_rgb_checkp
                                       f"config_file:={tmp_path / 'missing.yaml'}"), "missing.yaml"),
         "policy rate": (node_argv("policy_node", "policy.yaml", f"checkpoint:={tiny_rgb_checkpoint}", "rate_hz:=0.0"),
                         "rate_hz"),
+        "policy precision": (node_argv("policy_node", "policy.yaml", f"checkpoint:={tiny_rgb_checkpoint}",
+                                       "precision:=fp16"), "precision"),
         "policy setting": (node_argv("policy_node", "policy.yaml", f"checkpoint:={tiny_rgb_checkpoint}",
                                      "policy_set:=ebm.dfo.sample=64"), "ebm.dfo.sample"),
         "policy missing": (node_argv("policy_node", "policy.yaml", f"checkpoint:={tmp_path / 'nope.pt'}"),

@@ -11,6 +11,9 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
+from ibc_core.models.mlp import int8_linear_available
+from ibc_core.policy import cpu_has_fast_bfloat16
+
 
 def percentiles(seconds: list[float]) -> dict[str, float]:
     ms = np.asarray(seconds, dtype=np.float64) * 1e3
@@ -44,7 +47,10 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
+    # "model name" alone hides what decides the fast paths (AVX512-BF16 / AMX vs AVX2 only).
+    return {"cpu": cpu, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "fast_bfloat16": cpu_has_fast_bfloat16(), "int8_kernels": int8_linear_available(),
+            "cores": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
             "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "load_average_start": list(os.getloadavg())}
 

@@ -14,6 +14,7 @@ run() { nice -n 19 ./run.sh python -m "$@"; }
 run bench.dfo_inference --config paper_real --samples 1024 2048 --repeats 20 --json $out/inference_paper_real.json
 run bench.dfo_inference --config paper_real --samples 4096 16384 --repeats 5 --quality 4 --json $out/inference_paper_real_large.json
 run bench.dfo_inference --config paper_real --precision float32 --repeats 10 --quality 0 --json $out/inference_paper_real_fp32.json
+run bench.dfo_inference --config paper_real --precision int8 --repeats 10 --quality 8 --json $out/inference_paper_real_int8.json
 run bench.dfo_inference --config paper_real --threads 2 --repeats 10 --quality 0 --json $out/inference_paper_real_2threads.json
 run bench.dfo_inference --config push_pixels --repeats 30 --json $out/inference_push_pixels.json
 if [ -f "$checkpoint" ] && [ -d "$dataset" ]; then   # recorded frames: ibc-data generate --task push_pixels

@@ -102,7 +102,7 @@ def run_cell(cell: Cell, data: Path, args: argparse.Namespace) -> dict:
                         f"optim.steps={args.steps}", "run.threads=1", *overrides, *args.set], log)
             train_seconds = round(time.monotonic() - started, 1)
         run_logged([cli("ibc-eval"), "--checkpoint", str(run_dir / "policy.pt"), "--task", cell.task,
-                    "--episodes", str(args.eval_episodes), "--device", "cpu", "--json",
+                    "--episodes", str(args.eval_episodes), "--device", "cpu", "--threads", "1", "--json",
                     str(summary)], log)
         result = json.loads(summary.read_text())
         result["train_seconds"] = train_seconds

@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from sim.cli import data, evaluate
 
 
@@ -19,11 +21,12 @@ def test_generate_train_and_evaluate_a_checkpoint(tmp_path):
     out, parallel = tmp_path / "eval.json", tmp_path / "eval_2_workers.json"
     common = ["--checkpoint", str(run / "policy.pt"), "--task", "push_states", "--episodes", "3",
               "--set", "max_steps=5", "--device", "cpu"]
-    assert evaluate.main([*common, "--json", str(out)]) == 0
+    assert evaluate.main([*common, "--json", str(out), "--threads", "2"]) == 0
     summary = json.loads(out.read_text())
     assert summary["policy"].endswith("policy.pt") and summary["episodes"] == 3
     assert all(episode["steps"] == 5 for episode in summary["per_episode"])   # ran the policy to the horizon
-    # Inference noise is reseeded per episode: 2 worker processes give exactly the same episodes.
+    # Inference noise is reseeded per episode: 2 worker processes (one thread each) give exactly
+    # the same episodes as one process with 2 threads.
     assert evaluate.main([*common, "--json", str(parallel), "--workers", "2"]) == 0
     assert json.loads(parallel.read_text())["per_episode"] == summary["per_episode"]
 
@@ -36,3 +39,9 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path, capsys):
     # With worker processes too: the error is reported, not lost in a pool that retries forever.
     assert evaluate.main(["--checkpoint", str(bad), "--task", "push_states", "--episodes", "2", "--workers", "2"]) == 2
     assert "cannot load checkpoint" in capsys.readouterr().err
+
+
+def test_negative_thread_count_is_rejected(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main(["--oracle", "--task", "push_states", "--threads", "-1"])
+    assert exit_info.value.code == 2 and "--threads must be >= 0" in capsys.readouterr().err

@@ -96,7 +96,7 @@ def _evaluate_seed(job: tuple[int, bool]) -> tuple[dict, list[np.ndarray]]:
 
 def _episodes(args: argparse.Namespace, jobs: list[tuple[int, bool]]) -> Iterator[tuple[dict, list[np.ndarray]]]:
     if args.workers == 1:
-        _init_worker(args)
+        _init_worker(args, args.threads)
         try:
             yield from map(_evaluate_seed, jobs)
         finally:
@@ -155,6 +155,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="task config override, e.g. --set success_tolerance=0.01")
     parser.add_argument("--workers", type=int, default=1,
                         help="parallel processes, one torch thread each (same results for any number)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads of a single worker (0: torch's default, all cores). Use "
+                             "--workers for more cores: with other jobs on the CPU, OpenMP threads "
+                             "that wait for a core made a particle evaluation 20x slower")
     parser.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16", "int8"],
                         help="DFO search precision (auto: bfloat16 where the CPU/GPU has it, else int8 "
                              "on x86 CPUs; the action is always chosen in float32; docs/BENCHMARKS.md)")
@@ -165,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--episodes must be >= 1")
     if args.workers < 1:
         parser.error("--workers must be >= 1")
+    if args.threads < 0:
+        parser.error("--threads must be >= 0")
     if args.seed < EVAL_SEED_BASE:
         parser.error(f"--seed must be >= {EVAL_SEED_BASE}: lower seeds are training seeds")
     try:

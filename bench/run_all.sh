@@ -20,6 +20,8 @@ run bench.dfo_inference --config push_pixels --repeats 30 --json $out/inference_
 if [ -f "$checkpoint" ] && [ -d "$dataset" ]; then   # recorded frames: ibc-data generate --task push_pixels
   run bench.dfo_inference --checkpoint "$checkpoint" --dataset "$dataset" --repeats 20 --quality 64 \
       --json $out/inference_checkpoint_recorded.json
+  run bench.dfo_inference --checkpoint "$checkpoint" --dataset "$dataset" --precision int8 --repeats 20 --quality 64 \
+      --json $out/inference_checkpoint_recorded_int8.json
 fi
 run bench.train_throughput --config states --repeats 8 --json $out/train_states.json
 run bench.train_throughput --config push_pixels --repeats 8 --json $out/train_push_pixels.json

@@ -1,9 +1,11 @@
 """Bad parameters, files and checkpoints at start-up: each node process exits with status 1 and a
 `fatal: ...` line that names the bad field or file, before publishing anything (so nothing can
-move the arm). All nodes are started at once (real processes; the parameter path is the real
-rclpy one: params file + `-p`)."""
+move the arm). Nodes start in waves of a few real processes; the parameter path is the real rclpy
+one: params file + `-p`."""
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -25,6 +27,32 @@ def bad_checkpoints(good: Path, root: Path) -> dict[str, Path]:
     payload["config"]["model"]["mlp"]["width"] *= 2  # the stored weights no longer fit the model
     torch.save(payload, mismatched)
     return {"garbage": garbage, "truncated": truncated, "mismatched": mismatched}
+
+
+# Nodes started together. Not all 15: in CI (2 cores, after tests that SIGKILL nodes) one of
+# 15 simultaneous start-ups once hung for 300 s before its parameters were read, i.e. inside
+# rclpy/Fast DDS set-up, which is not what this test is about.
+STARTED_AT_ONCE = 5
+
+
+def start_and_check(cases: dict[str, tuple[list[str], str]]) -> list[str]:
+    """Start the node processes at once; the failures of those that did not exit with status 1
+    and a `fatal:` line naming the expected text. A process still running after 300 s is
+    aborted with SIGABRT, so faulthandler prints where each of its threads was."""
+    env = {**os.environ, "PYTHONFAULTHANDLER": "1"}
+    procs = {name: subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+             for name, (argv, _) in cases.items()}
+    failures = []
+    for name, proc in procs.items():
+        try:
+            output, _ = proc.communicate(timeout=300)  # a loaded 2-core machine imports torch slowly
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            output, _ = proc.communicate()
+        fatal = [line for line in output.splitlines() if line.startswith("fatal:")]
+        if proc.returncode != 1 or not fatal or cases[name][1] not in fatal[0]:
+            failures.append(f"{name}: exit {proc.returncode}, output tail:\n{output[-3000:]}")
+    return failures
 
 
 def test_nodes_refuse_to_start_with_bad_parameters_and_name_them(tiny_rgb_checkpoint, tmp_path):
@@ -62,16 +90,8 @@ def test_nodes_refuse_to_start_with_bad_parameters_and_name_them(tiny_rgb_checkp
         "camera": (node_argv("camera_node", "camera.yaml", "fps:=0"), "fps"),
         "recorder": (node_argv("recorder_node", "recorder.yaml", "flush_interval_s:=0.0"), "flush_interval_s"),
     }
-    procs = {name: subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for name, (argv, _) in cases.items()}
     failures = []
-    for name, proc in procs.items():
-        try:
-            output, _ = proc.communicate(timeout=300)  # a loaded 2-core machine imports torch slowly
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            output, _ = proc.communicate()
-        fatal = [line for line in output.splitlines() if line.startswith("fatal:")]
-        if proc.returncode != 1 or not fatal or cases[name][1] not in fatal[0]:
-            failures.append(f"{name}: exit {proc.returncode}, output tail:\n{output[-1500:]}")
+    names = list(cases)
+    for first in range(0, len(names), STARTED_AT_ONCE):
+        failures += start_and_check({name: cases[name] for name in names[first:first + STARTED_AT_ONCE]})
     assert not failures, "\n\n".join(failures)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from sim.cli import data, evaluate
 
@@ -21,7 +22,9 @@ def test_generate_train_and_evaluate_a_checkpoint(tmp_path):
     out, parallel = tmp_path / "eval.json", tmp_path / "eval_2_workers.json"
     common = ["--checkpoint", str(run / "policy.pt"), "--task", "push_states", "--episodes", "3",
               "--set", "max_steps=5", "--device", "cpu"]
+    threads_before = torch.get_num_threads()
     assert evaluate.main([*common, "--json", str(out), "--threads", "2"]) == 0
+    assert torch.get_num_threads() == threads_before   # an in-process caller keeps its setting
     summary = json.loads(out.read_text())
     assert summary["policy"].endswith("policy.pt") and summary["episodes"] == 3
     assert all(episode["steps"] == 5 for episode in summary["per_episode"])   # ran the policy to the horizon
@@ -41,7 +44,11 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path, capsys):
     assert "cannot load checkpoint" in capsys.readouterr().err
 
 
-def test_negative_thread_count_is_rejected(capsys):
+@pytest.mark.parametrize("argv, message", [
+    (["--threads", "-1"], "--threads must be >= 0"),
+    (["--threads", "2", "--workers", "2"], "--threads is for a single worker"),
+])
+def test_bad_thread_settings_are_rejected(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        evaluate.main(["--oracle", "--task", "push_states", "--threads", "-1"])
-    assert exit_info.value.code == 2 and "--threads must be >= 0" in capsys.readouterr().err
+        evaluate.main(["--oracle", "--task", "push_states", *argv])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err

@@ -74,6 +74,7 @@ def _init_worker(args: argparse.Namespace, torch_threads: int = 0) -> None:
     """Each worker process builds its own env and policy once."""
     if torch_threads and not args.oracle:
         import torch
+        _worker_state["previous_threads"] = torch.get_num_threads()
         torch.set_num_threads(torch_threads)
     env = make_env(args.task, args.overrides)
     _worker_state.update(env=env, policy=load_policy(args) or OraclePolicy(env))
@@ -101,6 +102,9 @@ def _episodes(args: argparse.Namespace, jobs: list[tuple[int, bool]]) -> Iterato
             yield from map(_evaluate_seed, jobs)
         finally:
             _worker_state["env"].close()
+            if "previous_threads" in _worker_state:   # in-process callers keep their thread count
+                import torch
+                torch.set_num_threads(_worker_state.pop("previous_threads"))
         return
     # Bad input fails here, with its message: an exception in a pool initializer would only
     # make the pool restart workers forever.
@@ -155,8 +159,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="task config override, e.g. --set success_tolerance=0.01")
     parser.add_argument("--workers", type=int, default=1,
                         help="parallel processes, one torch thread each (same results for any number)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads of a single worker (0: torch's default, all cores). Use "
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads of a single worker (default 1; 0: torch's default, all cores). Use "
                              "--workers for more cores: with other jobs on the CPU, OpenMP threads "
                              "that wait for a core made a particle evaluation 20x slower")
     parser.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16", "int8"],
@@ -169,8 +173,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--episodes must be >= 1")
     if args.workers < 1:
         parser.error("--workers must be >= 1")
-    if args.threads < 0:
+    if args.threads is not None and args.threads < 0:
         parser.error("--threads must be >= 0")
+    if args.threads not in (None, 1) and args.workers > 1:
+        parser.error("--threads is for a single worker; each of --workers N uses one thread")
+    args.threads = 1 if args.threads is None else args.threads
     if args.seed < EVAL_SEED_BASE:
         parser.error(f"--seed must be >= {EVAL_SEED_BASE}: lower seeds are training seeds")
     try:

@@ -16,6 +16,9 @@ Env = Union[PushEnv, ParticleEnv]
 # Demonstrations use seeds below EVAL_SEED_BASE, evaluation seeds from it upwards, so no
 # evaluation episode ever repeats a training episode.
 EVAL_SEED_BASE = 1_000_000
+# Checkpoint selection (scripts/select_checkpoint.py) evaluates from here: reported results use
+# seeds from EVAL_SEED_BASE, so a checkpoint is never chosen on an episode it is reported on.
+VALIDATION_SEED_BASE = 2_000_000
 
 
 def make_env(task: str | TaskConfig, overrides: Sequence[str] = ()) -> Env:

@@ -1,0 +1,122 @@
+"""Choose a training run's checkpoint by success on validation seeds.
+
+IBC's closed-loop success swings between checkpoints while the training loss keeps falling
+(Diffusion Policy's reproduction saw the same), so the last checkpoint is not always the best.
+This evaluates every checkpoints/step_*.pt of the given runs with ibc-eval on validation seeds
+from 2,000,000 - disjoint from the training seeds (below 1,000,000) and from the seeds results
+are reported on (1,000,000 up), so the choice never sees a reported episode - and ranks them by
+successes, then mean final distance, then the later step.
+
+    ./run.sh python scripts/select_checkpoint.py runs/push_states_2k_s0 runs/push_states_2k_s1 \\
+        --task push_states --episodes 30 --min-step 10000 --workers 2 --out runs/select_push_states
+
+Writes OUT/evals/<run>_step<N>.json (one ibc-eval summary per checkpoint; present ones are
+reused, so an interrupted selection resumes), OUT/selection.json and OUT/selection.md, and
+prints the chosen checkpoint. Report its success with a plain ibc-eval on the default seeds.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from sim.cli import evaluate
+from sim.tasks import VALIDATION_SEED_BASE
+
+STEP_FILE = re.compile(r"step_(\d+)\.pt")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    run: Path
+    step: int
+    checkpoint: Path
+
+    @property
+    def name(self) -> str:
+        return f"{self.run.name}_step{self.step}"
+
+
+def candidates(runs: list[Path], min_step: int) -> list[Candidate]:
+    """Every kept step checkpoint at or after min_step; a run with none is an error."""
+    found = []
+    for run in runs:
+        steps = [Candidate(run, int(match.group(1)), path)
+                 for path in sorted((run / "checkpoints").glob("step_*.pt"))
+                 if (match := STEP_FILE.fullmatch(path.name)) and int(match.group(1)) >= min_step]
+        if not steps:
+            raise ValueError(f"{run}: no checkpoints/step_*.pt at step >= {min_step}")
+        found += steps
+    return found
+
+
+def evaluate_candidate(candidate: Candidate, args: argparse.Namespace) -> dict:
+    summary = args.out / "evals" / f"{candidate.name}.json"
+    if not summary.exists():
+        print(f"$ ibc-eval --checkpoint {candidate.checkpoint} --seed {args.seed}", flush=True)
+        code = evaluate.main(["--checkpoint", str(candidate.checkpoint), "--task", args.task,
+                              "--episodes", str(args.episodes), "--seed", str(args.seed),
+                              "--workers", str(args.workers), "--device", "cpu", "--json", str(summary),
+                              *[f"--set={item}" for item in args.set]])
+        if code != 0:
+            raise RuntimeError(f"ibc-eval failed on {candidate.checkpoint} (exit {code})")
+    return {"run": str(candidate.run), "step": candidate.step, "checkpoint": str(candidate.checkpoint),
+            **json.loads(summary.read_text())}
+
+
+def rank_key(result: dict) -> tuple:
+    return (-result["successes"], result["mean_final_distance"], -result["step"])
+
+
+def write_report(results: list[dict], out: Path) -> dict:
+    best = min(results, key=rank_key)
+    (out / "selection.json").write_text(json.dumps({"chosen": best["checkpoint"], "evaluations": results}, indent=2))
+    lines = ["| run | step | validation success | 95% Wilson | mean final distance (m) |", "|---|---|---|---|---|"]
+    for r in sorted(results, key=lambda r: (r["run"], r["step"])):
+        mark = " **(chosen)**" if r is best else ""
+        low, high = r["wilson95"]
+        lines.append(f"| {Path(r['run']).name} | {r['step']}{mark} | {r['successes']}/{r['episodes']} | "
+                     f"[{low:.2f}, {high:.2f}] | {r['mean_final_distance']:.3f} |")
+    (out / "selection.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"chosen: {best['checkpoint']} ({best['successes']}/{best['episodes']} on seeds {best['seeds']})")
+    return best
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("runs", type=Path, nargs="+", help="ibc-train run folders (run.out_dir)")
+    parser.add_argument("--task", required=True, help="the ibc-eval task")
+    parser.add_argument("--episodes", type=int, default=30, help="validation episodes per checkpoint")
+    parser.add_argument("--seed", type=int, default=VALIDATION_SEED_BASE, help="first validation seed")
+    parser.add_argument("--min-step", type=int, default=0, help="skip earlier checkpoints")
+    parser.add_argument("--workers", type=int, default=1, help="ibc-eval worker processes")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="ibc-eval task overrides")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    if args.seed < VALIDATION_SEED_BASE:
+        parser.error(f"--seed must be >= {VALIDATION_SEED_BASE}: lower seeds are training or reported seeds")
+    if args.episodes < 1:
+        parser.error("--episodes must be >= 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        found = candidates(args.runs, args.min_step)
+    except ValueError as exc:
+        print(f"select_checkpoint: error: {exc}", file=sys.stderr)
+        return 2
+    (args.out / "evals").mkdir(parents=True, exist_ok=True)
+    write_report([evaluate_candidate(c, args) for c in found], args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

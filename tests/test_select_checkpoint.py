@@ -1,0 +1,70 @@
+"""scripts/select_checkpoint.py: evaluates every kept checkpoint of real (tiny) particle runs on
+validation seeds, never on the reported ones, picks the best by its ranking, and resumes without
+re-evaluating; a run without checkpoints is a clear error that writes nothing."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+
+from sim.cli import data
+from sim.tasks import VALIDATION_SEED_BASE
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def select(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "scripts" / "select_checkpoint.py"), *argv],
+                          capture_output=True, text=True, cwd=REPO, timeout=600)
+
+
+def train(dataset: Path, run: Path, seed: int) -> None:
+    subprocess.run([sys.executable, "-m", "ibc_core.cli.train", "train_particle", f"data.path={dataset}",
+                    f"run.out_dir={run}", f"run.seed={seed}", "optim.steps=20", "run.checkpoint_every=10",
+                    "run.log_every=10", "model.mlp.width=16", "model.mlp.depth=1", "model.mlp.resnet=false",
+                    "model.mlp.spectral_norm=false", "ebm.counter_examples=4", "ebm.langevin.iterations=2",
+                    "ebm.langevin.inference_samples=16", "optim.batch_size=8", "run.threads=1"],
+                   check=True, capture_output=True, timeout=300)
+
+
+def test_selects_the_best_checkpoint_on_validation_seeds_and_resumes(tmp_path: Path) -> None:
+    dataset = tmp_path / "data"
+    assert data.main(["generate", "--task", "particle_1d", "--episodes", "6", "--out", str(dataset)]) == 0
+    runs = [tmp_path / "run_a", tmp_path / "run_b"]
+    for seed, run in enumerate(runs):
+        train(dataset, run, seed)
+    out = tmp_path / "select"
+    argv = [*map(str, runs), "--task", "particle_1d", "--episodes", "3", "--out", str(out)]
+    first = select(*argv)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    selection = json.loads((out / "selection.json").read_text())
+    evaluations = selection["evaluations"]
+    assert sorted((Path(e["run"]).name, e["step"]) for e in evaluations) == [
+        ("run_a", 10), ("run_a", 20), ("run_b", 10), ("run_b", 20)]
+    assert all(e["seeds"] == [VALIDATION_SEED_BASE, VALIDATION_SEED_BASE + 3] for e in evaluations)
+    best = max(e["successes"] for e in evaluations)
+    chosen = next(e for e in evaluations if e["checkpoint"] == selection["chosen"])
+    assert chosen["successes"] == best
+    assert chosen["mean_final_distance"] == min(e["mean_final_distance"] for e in evaluations
+                                                if e["successes"] == best)
+    assert f"chosen: {selection['chosen']}" in first.stdout
+    assert "(chosen)" in (out / "selection.md").read_text()
+
+    second = select(*argv)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "$ ibc-eval" not in second.stdout   # every summary reused
+    assert json.loads((out / "selection.json").read_text()) == selection
+
+
+def test_a_run_without_checkpoints_is_an_error_and_writes_nothing(tmp_path: Path) -> None:
+    (tmp_path / "empty_run").mkdir()
+    result = select(str(tmp_path / "empty_run"), "--task", "particle_1d", "--out", str(tmp_path / "select"))
+    assert result.returncode == 2 and "no checkpoints/step_*.pt" in result.stderr
+    assert not (tmp_path / "select").exists()
+
+
+def test_reported_seeds_cannot_be_used_for_selection(tmp_path: Path) -> None:
+    result = select(str(tmp_path), "--task", "particle_1d", "--seed", "1000000", "--out", str(tmp_path / "select"))
+    assert result.returncode == 2 and f"--seed must be >= {VALIDATION_SEED_BASE}" in result.stderr

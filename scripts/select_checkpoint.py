@@ -12,7 +12,9 @@ successes, then mean final distance, then the later step.
 
 Writes OUT/evals/<run>_step<N>.json (one ibc-eval summary per checkpoint; present ones are
 reused, so an interrupted selection resumes), OUT/selection.json and OUT/selection.md, and
-prints the chosen checkpoint. Report its success with a plain ibc-eval on the default seeds.
+prints the chosen checkpoint; --export PATH also writes it as a policy file (weights and
+preprocessing, without the optimizer state). Report its success with a plain ibc-eval on the
+default seeds.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from ibc_core.checkpoint import load_checkpoint, save_checkpoint
 from sim.cli import evaluate
 from sim.tasks import VALIDATION_SEED_BASE
 
@@ -86,6 +89,13 @@ def write_report(results: list[dict], out: Path) -> dict:
     return best
 
 
+def export_policy(checkpoint: Path, path: Path) -> None:
+    """The checkpoint as ibc-train's policy.pt would be: no optimizer/scheduler state."""
+    network, artifacts, payload = load_checkpoint(checkpoint)
+    save_checkpoint(path, network, artifacts, int(payload["step"]))
+    print(f"exported {checkpoint} -> {path}")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -98,6 +108,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=1, help="ibc-eval worker processes")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="ibc-eval task overrides")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--export", type=Path, help="write the chosen checkpoint here as a policy file")
     args = parser.parse_args(argv)
     if args.seed < VALIDATION_SEED_BASE:
         parser.error(f"--seed must be >= {VALIDATION_SEED_BASE}: lower seeds are training or reported seeds")
@@ -114,7 +125,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"select_checkpoint: error: {exc}", file=sys.stderr)
         return 2
     (args.out / "evals").mkdir(parents=True, exist_ok=True)
-    write_report([evaluate_candidate(c, args) for c in found], args.out)
+    best = write_report([evaluate_candidate(c, args) for c in found], args.out)
+    if args.export is not None:
+        export_policy(Path(best["checkpoint"]), args.export)
     return 0
 
 

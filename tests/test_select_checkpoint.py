@@ -9,6 +9,9 @@ import sys
 from pathlib import Path
 
 
+import torch
+
+from ibc_core.checkpoint import read_checkpoint
 from sim.cli import data
 from sim.tasks import VALIDATION_SEED_BASE
 
@@ -52,10 +55,14 @@ def test_selects_the_best_checkpoint_on_validation_seeds_and_resumes(tmp_path: P
     assert f"chosen: {selection['chosen']}" in first.stdout
     assert "(chosen)" in (out / "selection.md").read_text()
 
-    second = select(*argv)
+    second = select(*argv, "--export", str(tmp_path / "chosen.pt"))
     assert second.returncode == 0, second.stderr[-2000:]
     assert "$ ibc-eval" not in second.stdout   # every summary reused
     assert json.loads((out / "selection.json").read_text()) == selection
+    exported, source = read_checkpoint(tmp_path / "chosen.pt"), read_checkpoint(selection["chosen"])
+    assert "training_state" in source and "training_state" not in exported
+    assert exported["step"] == chosen["step"]
+    assert all(torch.equal(exported["weights"][k], v) for k, v in source["weights"].items())
 
 
 def test_a_run_without_checkpoints_is_an_error_and_writes_nothing(tmp_path: Path) -> None:

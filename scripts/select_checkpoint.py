@@ -10,8 +10,8 @@ successes, then mean final distance, then the later step.
     ./run.sh python scripts/select_checkpoint.py runs/push_states_2k_s0 runs/push_states_2k_s1 \\
         --task push_states --episodes 30 --min-step 10000 --workers 2 --out runs/select_push_states
 
-Writes OUT/evals/<run>_step<N>.json (one ibc-eval summary per checkpoint; present ones are
-reused, so an interrupted selection resumes), OUT/selection.json and OUT/selection.md, and
+Writes OUT/evals/<run>_step<N>.json (one ibc-eval summary per checkpoint; one from the same
+task, seeds and overrides is reused, so an interrupted selection resumes), OUT/selection.json and OUT/selection.md, and
 prints the chosen checkpoint; --export PATH also writes it as a policy file (weights and
 preprocessing, without the optimizer state). Report its success with a plain ibc-eval on the
 default seeds.
@@ -56,9 +56,18 @@ def candidates(runs: list[Path], min_step: int) -> list[Candidate]:
     return found
 
 
+def same_evaluation(summary: Path, args: argparse.Namespace) -> bool:
+    """A stored summary is reused only if it ran this task, these seeds and these overrides."""
+    if not summary.exists():
+        return False
+    stored = json.loads(summary.read_text())
+    return (stored.get("task"), stored.get("seeds"), stored.get("task_overrides")) == (
+        args.task, [args.seed, args.seed + args.episodes], list(args.set))
+
+
 def evaluate_candidate(candidate: Candidate, args: argparse.Namespace) -> dict:
     summary = args.out / "evals" / f"{candidate.name}.json"
-    if not summary.exists():
+    if not same_evaluation(summary, args):
         print(f"$ ibc-eval --checkpoint {candidate.checkpoint} --seed {args.seed}", flush=True)
         code = evaluate.main(["--checkpoint", str(candidate.checkpoint), "--task", args.task,
                               "--episodes", str(args.episodes), "--seed", str(args.seed),

@@ -59,6 +59,11 @@ def test_selects_the_best_checkpoint_on_validation_seeds_and_resumes(tmp_path: P
     assert second.returncode == 0, second.stderr[-2000:]
     assert "$ ibc-eval" not in second.stdout   # every summary reused
     assert json.loads((out / "selection.json").read_text()) == selection
+    # More validation episodes: every checkpoint is evaluated again, none reuses a 3-episode summary.
+    third = select(*argv[:-4], "--episodes", "4", "--out", str(out))
+    assert third.returncode == 0, third.stderr[-2000:]
+    assert third.stdout.count("$ ibc-eval") == 4
+    assert all(e["episodes"] == 4 for e in json.loads((out / "selection.json").read_text())["evaluations"])
     exported, source = read_checkpoint(tmp_path / "chosen.pt"), read_checkpoint(selection["chosen"])
     assert "training_state" in source and "training_state" not in exported
     assert exported["step"] == chosen["step"]

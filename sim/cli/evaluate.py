@@ -129,7 +129,8 @@ def evaluate(args: argparse.Namespace) -> dict:
     successes = sum(r["success"] for r in results)
     low, high = wilson_interval(successes, len(results))
     summary = {"task": args.task, "policy": "oracle" if args.oracle else str(args.checkpoint),
-               "policy_overrides": list(args.policy_overrides), "precision": args.precision,
+               "task_overrides": list(args.overrides), "policy_overrides": list(args.policy_overrides),
+               "precision": args.precision,
                "episodes": len(results), "successes": successes, "success_rate": successes / len(results),
                "wilson95": [low, high], "seeds": [seeds.start, seeds.stop],
                "mean_steps": float(np.mean([r["steps"] for r in results])),

@@ -78,6 +78,7 @@ def save_checkpoint(path: str | Path, network: PolicyNetwork, artifacts: PolicyA
         payload["training_state"] = training_state
     with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".pt.tmp") as tmp:
         torch.save(payload, tmp)
+    os.chmod(tmp.name, 0o644)   # temporary files are private (0600); a policy is shared with other users
     os.replace(tmp.name, path)
     return path
 

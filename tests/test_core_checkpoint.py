@@ -86,6 +86,7 @@ def test_history_padding_repeats_first_observation(pixel_policy_path: Path) -> N
 def test_round_trip_gives_identical_actions(pixel_policy_path: Path, tmp_path: Path) -> None:
     network, artifacts, payload = load_checkpoint(pixel_policy_path)
     copy = save_checkpoint(tmp_path / "copy.pt", network, artifacts, payload["step"])
+    assert copy.stat().st_mode & 0o777 == 0o644   # readable by the other users of a robot PC
     images = frames(4)
     np.testing.assert_array_equal(rollout(Policy.load(pixel_policy_path, "cpu"), images),
                                   rollout(Policy.load(copy, "cpu"), images))

@@ -135,6 +135,10 @@ def test_dry_run_connects_but_never_moves_or_configures(arm_server):
     try:
         assert driver.status().phase == Phase.DRY_RUN
         initial = np.array(lb.LoopbackConfig().initial_joints)
+        # Before the first report the SDK holds zeros: the driver must report no pose, not those
+        # (taken as the jump reference they once made it refuse every target).
+        first = driver.joint_positions()
+        assert first is None or np.allclose(first, initial, atol=1e-6)
         wait_for(lambda: driver.joint_positions() is not None, 5, "joint report")
         for i in range(5):
             driver.submit(initial + 0.01 * i, age_s=0.0)

@@ -121,6 +121,9 @@ class XArmDriver:
         self._target: _Target | None = None
         self._reference: np.ndarray | None = None  # last target sent (or the measured pose)
         self._stop = threading.Event()
+        # Set by the SDK's first joint report: until then arm.angles holds the SDK's zeros, which
+        # are no pose (a dry run once took them as its jump reference and refused every target).
+        self._pose_reported = threading.Event()
         self._threads: list[threading.Thread] = []
 
     # ------------------------------------------------------------------ lifecycle
@@ -139,6 +142,8 @@ class XArmDriver:
                               f"{self.config.command_port}: {exc}") from exc
         if not arm.connected:
             raise DriverError(f"cannot connect to the xArm at {self.config.robot_ip}")
+        arm.register_report_location_callback(lambda _report: self._pose_reported.set(),
+                                               report_cartesian=False, report_joints=True)
         self._arm = arm
         if self.config.dry_run:
             self._set_phase(Phase.DRY_RUN, "dry run: connected, sending no motion")
@@ -178,8 +183,9 @@ class XArmDriver:
         return True
 
     def joint_positions(self) -> np.ndarray | None:
+        """The last reported joint angles (rad); None when disconnected or before the first report."""
         arm = self._arm
-        if arm is None or not arm.connected:
+        if arm is None or not arm.connected or not self._pose_reported.is_set():
             return None
         return np.asarray(arm.angles[:JOINT_COUNT], dtype=float)
 

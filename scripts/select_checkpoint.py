@@ -11,8 +11,8 @@ successes, then mean final distance, then the later step.
         --task push_states --episodes 30 --min-step 10000 --workers 2 --out runs/select_push_states
 
 Writes OUT/evals/<run>_step<N>.json (one ibc-eval summary per checkpoint; one from the same
-task, seeds and overrides is reused, so an interrupted selection resumes), OUT/selection.json and OUT/selection.md, and
-prints the chosen checkpoint; --export PATH also writes it as a policy file (weights and
+task, seeds and overrides is reused, so an interrupted selection resumes), OUT/selection.json
+and OUT/selection.md, and prints the chosen checkpoint; --export PATH also writes it as a policy file (weights and
 preprocessing, without the optimizer state). Report its success with a plain ibc-eval on the
 default seeds.
 """
@@ -56,18 +56,20 @@ def candidates(runs: list[Path], min_step: int) -> list[Candidate]:
     return found
 
 
-def same_evaluation(summary: Path, args: argparse.Namespace) -> bool:
-    """A stored summary is reused only if it ran this task, these seeds and these overrides."""
+def stored_evaluation(summary: Path, args: argparse.Namespace) -> dict | None:
+    """The stored summary if it ran this task, these seeds and these overrides, else None."""
     if not summary.exists():
-        return False
+        return None
     stored = json.loads(summary.read_text())
-    return (stored.get("task"), stored.get("seeds"), stored.get("task_overrides")) == (
+    same = (stored.get("task"), stored.get("seeds"), stored.get("task_overrides")) == (
         args.task, [args.seed, args.seed + args.episodes], list(args.set))
+    return stored if same else None
 
 
 def evaluate_candidate(candidate: Candidate, args: argparse.Namespace) -> dict:
     summary = args.out / "evals" / f"{candidate.name}.json"
-    if not same_evaluation(summary, args):
+    result = stored_evaluation(summary, args)
+    if result is None:
         print(f"$ ibc-eval --checkpoint {candidate.checkpoint} --seed {args.seed}", flush=True)
         code = evaluate.main(["--checkpoint", str(candidate.checkpoint), "--task", args.task,
                               "--episodes", str(args.episodes), "--seed", str(args.seed),
@@ -75,8 +77,8 @@ def evaluate_candidate(candidate: Candidate, args: argparse.Namespace) -> dict:
                               *[f"--set={item}" for item in args.set]])
         if code != 0:
             raise RuntimeError(f"ibc-eval failed on {candidate.checkpoint} (exit {code})")
-    return {"run": str(candidate.run), "step": candidate.step, "checkpoint": str(candidate.checkpoint),
-            **json.loads(summary.read_text())}
+        result = json.loads(summary.read_text())
+    return {"run": str(candidate.run), "step": candidate.step, "checkpoint": str(candidate.checkpoint), **result}
 
 
 def rank_key(result: dict) -> tuple:

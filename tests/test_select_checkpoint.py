@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 import torch
 
 from ibc_core.checkpoint import read_checkpoint

@@ -16,6 +16,7 @@ import math
 import multiprocessing
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -74,7 +75,6 @@ def _init_worker(args: argparse.Namespace, torch_threads: int = 0) -> None:
     """Each worker process builds its own env and policy once."""
     if torch_threads and not args.oracle:
         import torch
-        _worker_state["previous_threads"] = torch.get_num_threads()
         torch.set_num_threads(torch_threads)
     env = make_env(args.task, args.overrides)
     _worker_state.update(env=env, policy=load_policy(args) or OraclePolicy(env))
@@ -95,16 +95,28 @@ def _evaluate_seed(job: tuple[int, bool]) -> tuple[dict, list[np.ndarray]]:
     return result, rollout.frames
 
 
+@contextmanager
+def _caller_torch_threads_kept(args: argparse.Namespace) -> Iterator[None]:
+    """An in-process evaluation sets torch's thread count; its caller gets its own back."""
+    if args.oracle:
+        yield
+        return
+    import torch
+    previous = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def _episodes(args: argparse.Namespace, jobs: list[tuple[int, bool]]) -> Iterator[tuple[dict, list[np.ndarray]]]:
     if args.workers == 1:
-        _init_worker(args, args.threads)
-        try:
-            yield from map(_evaluate_seed, jobs)
-        finally:
-            _worker_state["env"].close()
-            if "previous_threads" in _worker_state:   # in-process callers keep their thread count
-                import torch
-                torch.set_num_threads(_worker_state.pop("previous_threads"))
+        with _caller_torch_threads_kept(args):
+            _init_worker(args, args.threads)
+            try:
+                yield from map(_evaluate_seed, jobs)
+            finally:
+                _worker_state["env"].close()
         return
     # Bad input fails here, with its message: an exception in a pool initializer would only
     # make the pool restart workers forever.

@@ -10,8 +10,8 @@ successes, then mean final distance, then the later step.
     ./run.sh python scripts/select_checkpoint.py runs/push_states_2k_s0 runs/push_states_2k_s1 \\
         --task push_states --episodes 30 --min-step 10000 --workers 2 --out runs/select_push_states
 
-Writes OUT/evals/<run>_step<N>.json (one ibc-eval summary per checkpoint; one from the same
-task, seeds and overrides is reused, so an interrupted selection resumes), OUT/selection.json
+Writes OUT/evals/<run>_step<N>.json (one ibc-eval summary per checkpoint; one of the same
+checkpoint, task, seeds and overrides is reused, so an interrupted selection resumes), OUT/selection.json
 and OUT/selection.md, and prints the chosen checkpoint; --export PATH also writes it as a policy file (weights and
 preprocessing, without the optimizer state). Report its success with a plain ibc-eval on the
 default seeds.
@@ -56,19 +56,20 @@ def candidates(runs: list[Path], min_step: int) -> list[Candidate]:
     return found
 
 
-def stored_evaluation(summary: Path, args: argparse.Namespace) -> dict | None:
-    """The stored summary if it ran this task, these seeds and these overrides, else None."""
+def stored_evaluation(summary: Path, checkpoint: Path, args: argparse.Namespace) -> dict | None:
+    """The stored summary if it evaluated this checkpoint on this task, these seeds and these
+    overrides (two runs with the same folder name share a file name), else None."""
     if not summary.exists():
         return None
     stored = json.loads(summary.read_text())
-    same = (stored.get("task"), stored.get("seeds"), stored.get("task_overrides")) == (
-        args.task, [args.seed, args.seed + args.episodes], list(args.set))
+    same = (stored.get("policy"), stored.get("task"), stored.get("seeds"), stored.get("task_overrides")) == (
+        str(checkpoint), args.task, [args.seed, args.seed + args.episodes], list(args.set))
     return stored if same else None
 
 
 def evaluate_candidate(candidate: Candidate, args: argparse.Namespace) -> dict:
     summary = args.out / "evals" / f"{candidate.name}.json"
-    result = stored_evaluation(summary, args)
+    result = stored_evaluation(summary, candidate.checkpoint, args)
     if result is None:
         print(f"$ ibc-eval --checkpoint {candidate.checkpoint} --seed {args.seed}", flush=True)
         code = evaluate.main(["--checkpoint", str(candidate.checkpoint), "--task", args.task,

@@ -69,6 +69,21 @@ def test_selects_the_best_checkpoint_on_validation_seeds_and_resumes(tmp_path: P
     assert all(torch.equal(exported["weights"][k], v) for k, v in source["weights"].items())
 
 
+def test_runs_with_the_same_folder_name_never_share_an_evaluation(tmp_path: Path) -> None:
+    dataset = tmp_path / "data"
+    assert data.main(["generate", "--task", "particle_1d", "--episodes", "6", "--out", str(dataset)]) == 0
+    runs = [tmp_path / "a" / "run", tmp_path / "b" / "run"]
+    for seed, run in enumerate(runs):
+        train(dataset, run, seed)
+    out = tmp_path / "select"
+    result = select(*map(str, runs), "--task", "particle_1d", "--episodes", "2", "--min-step", "20", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("$ ibc-eval") == 2
+    evaluations = json.loads((out / "selection.json").read_text())["evaluations"]
+    assert [e["policy"] for e in evaluations] == [e["checkpoint"] for e in evaluations]
+    assert len({e["checkpoint"] for e in evaluations}) == 2
+
+
 def test_a_run_without_checkpoints_is_an_error_and_writes_nothing(tmp_path: Path) -> None:
     (tmp_path / "empty_run").mkdir()
     result = select(str(tmp_path / "empty_run"), "--task", "particle_1d", "--out", str(tmp_path / "select"))

@@ -11,7 +11,7 @@ successes, then mean final distance, then the later step.
         --task push_states --episodes 30 --min-step 10000 --workers 2 --out runs/select_push_states
 
 Writes OUT/evals/<run>_step<N>.json (one ibc-eval summary per checkpoint; one of the same
-checkpoint, task, seeds and overrides is reused, so an interrupted selection resumes), OUT/selection.json
+checkpoint, task, seeds, task and policy overrides is reused, so an interrupted selection resumes), OUT/selection.json
 and OUT/selection.md, and prints the chosen checkpoint; --export PATH also writes it as a policy file (weights and
 preprocessing, without the optimizer state). Report its success with a plain ibc-eval on the
 default seeds.
@@ -58,12 +58,13 @@ def candidates(runs: list[Path], min_step: int) -> list[Candidate]:
 
 def stored_evaluation(summary: Path, checkpoint: Path, args: argparse.Namespace) -> dict | None:
     """The stored summary if it evaluated this checkpoint on this task, these seeds and these
-    overrides (two runs with the same folder name share a file name), else None."""
+    overrides and policy settings (two runs with the same folder name share a file name), else None."""
     if not summary.exists():
         return None
     stored = json.loads(summary.read_text())
-    same = (stored.get("policy"), stored.get("task"), stored.get("seeds"), stored.get("task_overrides")) == (
-        str(checkpoint), args.task, [args.seed, args.seed + args.episodes], list(args.set))
+    key = ("policy", "task", "seeds", "task_overrides", "policy_overrides")
+    same = tuple(stored.get(field) for field in key) == (
+        str(checkpoint), args.task, [args.seed, args.seed + args.episodes], list(args.set), list(args.policy_set))
     return stored if same else None
 
 
@@ -75,7 +76,8 @@ def evaluate_candidate(candidate: Candidate, args: argparse.Namespace) -> dict:
         code = evaluate.main(["--checkpoint", str(candidate.checkpoint), "--task", args.task,
                               "--episodes", str(args.episodes), "--seed", str(args.seed),
                               "--workers", str(args.workers), "--device", "cpu", "--json", str(summary),
-                              *[f"--set={item}" for item in args.set]])
+                              *[f"--set={item}" for item in args.set],
+                              *[f"--policy-set={item}" for item in args.policy_set]])
         if code != 0:
             raise RuntimeError(f"ibc-eval failed on {candidate.checkpoint} (exit {code})")
         result = json.loads(summary.read_text())
@@ -119,6 +121,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--min-step", type=int, default=0, help="skip earlier checkpoints")
     parser.add_argument("--workers", type=int, default=1, help="ibc-eval worker processes")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="ibc-eval task overrides")
+    parser.add_argument("--policy-set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="ibc-eval policy (inference) overrides, e.g. irvs.inverse_eta=3")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--export", type=Path, help="write the chosen checkpoint here as a policy file")
     args = parser.parse_args(argv)

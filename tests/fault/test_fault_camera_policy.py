@@ -40,17 +40,25 @@ class FramePump:
         self.last_stamp = 0.0
         self.sent = 0
         self._stop = threading.Event()
+        self._publishing = threading.Lock()   # pause() cannot fall between the check and the stamp
         self._rng = np.random.default_rng(0)
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while not self._stop.wait(self.period):
-            if self.on.is_set():
-                frame = self._rng.integers(0, 256, (180, 320, 3), dtype=np.uint8)
-                now = self.client.now()
-                self.pub.publish(image_msg(frame, now.to_msg()))
-                self.last_stamp, self.sent = now.nanoseconds * 1e-9, self.sent + 1
+            with self._publishing:
+                if self.on.is_set():
+                    frame = self._rng.integers(0, 256, (180, 320, 3), dtype=np.uint8)
+                    now = self.client.now()
+                    self.pub.publish(image_msg(frame, now.to_msg()))
+                    self.last_stamp, self.sent = now.nanoseconds * 1e-9, self.sent + 1
+
+    def pause(self) -> float:
+        """Stops the frames; returns a time no sent frame is stamped after."""
+        with self._publishing:
+            self.on.clear()
+            return self.client.now().nanoseconds * 1e-9
 
     def close(self) -> None:
         self._stop.set()
@@ -87,8 +95,7 @@ def test_camera_stop_and_policy_restart_hold_the_arm_without_a_jump(tiny_rgb_che
                 wait_for(lambda: len(setpoints) >= 4, 60, "setpoints from the policy")
 
                 # 1. Camera stops.
-                camera.on.clear()
-                stopped = client.now().nanoseconds * 1e-9
+                stopped = camera.pause()
                 # An inference already under way may still finish (late on a loaded machine).
                 quiet_since(setpoints, 1.0, 30, "the policy to stop acting")
                 count = len(setpoints)

@@ -161,3 +161,51 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", overri
     network = artifacts.build()
     load_weights(network, payload["weights"], path)
     return network.to(device).eval(), artifacts, payload
+
+
+# What must match for weights to be averaged: the same network, preprocessing and task, and the same
+# training seed (weights of independently initialised runs do not average into a working network).
+# Optimiser and run settings other than the seed may differ: a resumed run may have extended optim.steps.
+_RUN_SECTIONS = ("spec", "image_spec", "task", "normalization", "action_bounds", "memory_size")
+_RUN_CONFIG_SECTIONS = ("data", "model", "ebm", "irvs")
+
+
+def _run_identity(payload: dict[str, Any]) -> dict[str, Any]:
+    config = payload["config"]
+    return {**{section: payload[section] for section in _RUN_SECTIONS},
+            **{f"config.{section}": config.get(section) for section in _RUN_CONFIG_SECTIONS},
+            "config.run.seed": config.get("run", {}).get("seed")}
+
+
+def average_checkpoints(paths: Sequence[str | Path]) -> tuple[PolicyNetwork, PolicyArtifacts, int]:
+    """Uniform average of the weights of several checkpoints of one training run (network,
+    artifacts and step of the last). IBC's closed-loop success swings between neighbouring
+    checkpoints; their average beat each of its members on validation seeds (docs/RESULTS.md,
+    "Checkpoint averaging"). Spectral-normalised networks are refused: their stored power-iteration
+    vectors belong to each checkpoint's own weights, and an average of them is not one."""
+    if len(paths) < 2:
+        raise CheckpointError(f"averaging needs at least 2 checkpoints, got {len(paths)}")
+    payloads = [read_checkpoint(path) for path in paths]
+    last, last_path = payloads[-1], paths[-1]
+    identity = _run_identity(last)
+    for path, payload in zip(paths, payloads):
+        differing = [key for key, value in _run_identity(payload).items() if value != identity[key]]
+        if differing:
+            raise CheckpointError(f"{path}: {', '.join(differing)} differ from {last_path}: only checkpoints "
+                                  "of one training run can be averaged")
+    spectral = [key for key in last["weights"] if key.endswith(("._u", "._v"))]
+    if spectral:
+        raise CheckpointError(f"{last_path}: spectral-normalised network ({spectral[0]}, ...): "
+                              "averaging its checkpoints is not supported")
+    artifacts = artifacts_from_payload(last, last_path)
+    network = artifacts.build()
+    averaged = {}
+    for key, value in last["weights"].items():
+        members = [payload["weights"].get(key) for payload in payloads]
+        if any(member is None or member.shape != value.shape for member in members):
+            raise CheckpointError(f"{key}: missing or of another shape in some of {[str(p) for p in paths]}")
+        # Integer buffers (counters) are not averaged: the last checkpoint's are kept.
+        averaged[key] = (torch.stack([m.double() for m in members]).mean(0).to(value.dtype)
+                         if value.is_floating_point() else value)
+    load_weights(network, averaged, last_path)
+    return network.eval(), artifacts, int(last["step"])

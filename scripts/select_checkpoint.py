@@ -5,10 +5,13 @@ IBC's closed-loop success swings between checkpoints while the training loss kee
 This evaluates every checkpoints/step_*.pt of the given runs with ibc-eval on validation seeds
 from 2,000,000 - disjoint from the training seeds (below 1,000,000) and from the seeds results
 are reported on (1,000,000 up), so the choice never sees a reported episode - and ranks them by
-successes, then mean final distance, then the later step.
+successes, then mean final distance, then the later step. --average-last K adds, per run, the
+uniform weight average of its last K kept checkpoints (from --min-step) as one more candidate,
+written to OUT/averages/ - on our pushing runs such an average beat each of its members.
 
     ./run.sh python scripts/select_checkpoint.py runs/push_states_2k_s0 runs/push_states_2k_s1 \\
-        --task push_states --episodes 30 --min-step 10000 --workers 2 --out runs/select_push_states
+        --task push_states --episodes 30 --min-step 10000 --workers 2 --out runs/select_push_states \\
+        --average-last 3
 
 Writes OUT/evals/<run>_step<N>.json (one ibc-eval summary per checkpoint; one of the same
 checkpoint, task, seeds, task and policy overrides is reused, so an interrupted selection resumes), OUT/selection.json
@@ -25,7 +28,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ibc_core.checkpoint import load_checkpoint, save_checkpoint
+from ibc_core.checkpoint import CheckpointError, average_checkpoints, load_checkpoint, save_checkpoint
 from sim.cli import evaluate
 from sim.tasks import VALIDATION_SEED_BASE
 
@@ -37,10 +40,20 @@ class Candidate:
     run: Path
     step: int
     checkpoint: Path
+    averaged_steps: tuple[int, ...] = ()     # set for a weight average of these steps' checkpoints
 
     @property
     def name(self) -> str:
+        if self.averaged_steps:
+            return f"{self.run.name}_avg{self.averaged_steps[0]}-{self.averaged_steps[-1]}"
         return f"{self.run.name}_step{self.step}"
+
+    @property
+    def label(self) -> str:
+        """The report's step column."""
+        if self.averaged_steps:
+            return f"average of {', '.join(str(step) for step in self.averaged_steps)}"
+        return str(self.step)
 
 
 def candidates(runs: list[Path], min_step: int) -> list[Candidate]:
@@ -54,6 +67,22 @@ def candidates(runs: list[Path], min_step: int) -> list[Candidate]:
             raise ValueError(f"{run}: no checkpoints/step_*.pt at step >= {min_step}")
         found += steps
     return found
+
+
+def averaged_candidates(found: list[Candidate], last: int, out: Path) -> list[Candidate]:
+    """Per run, the weight average of its last ``last`` candidates, written to OUT/averages/
+    once all of them could be built (a run that cannot be averaged writes nothing)."""
+    averages = []
+    for run in dict.fromkeys(candidate.run for candidate in found):
+        members = sorted((c for c in found if c.run == run), key=lambda c: c.step)[-last:]
+        if len(members) < last:
+            raise ValueError(f"{run}: --average-last {last} needs {last} checkpoints, found {len(members)}")
+        steps = tuple(member.step for member in members)
+        candidate = Candidate(run, steps[-1], out / "averages" / f"{run.name}_avg{steps[0]}-{steps[-1]}.pt", steps)
+        averages.append((candidate, average_checkpoints([member.checkpoint for member in members])))
+    for candidate, (network, artifacts, step) in averages:
+        save_checkpoint(candidate.checkpoint, network, artifacts, step)
+    return [candidate for candidate, _ in averages]
 
 
 def stored_evaluation(summary: Path, checkpoint: Path, args: argparse.Namespace) -> dict | None:
@@ -81,7 +110,8 @@ def evaluate_candidate(candidate: Candidate, args: argparse.Namespace) -> dict:
         if code != 0:
             raise RuntimeError(f"ibc-eval failed on {candidate.checkpoint} (exit {code})")
         result = json.loads(summary.read_text())
-    return {"run": str(candidate.run), "step": candidate.step, "checkpoint": str(candidate.checkpoint), **result}
+    return {"run": str(candidate.run), "step": candidate.step, "label": candidate.label,
+            "checkpoint": str(candidate.checkpoint), **result}
 
 
 def rank_key(result: dict) -> tuple:
@@ -92,10 +122,10 @@ def write_report(results: list[dict], out: Path) -> dict:
     best = min(results, key=rank_key)
     (out / "selection.json").write_text(json.dumps({"chosen": best["checkpoint"], "evaluations": results}, indent=2))
     lines = ["| run | step | validation success | 95% Wilson | mean final distance (m) |", "|---|---|---|---|---|"]
-    for r in sorted(results, key=lambda r: (r["run"], r["step"])):
+    for r in sorted(results, key=lambda r: (r["run"], r["step"], r["label"])):
         mark = " **(chosen)**" if r is best else ""
         low, high = r["wilson95"]
-        lines.append(f"| {Path(r['run']).name} | {r['step']}{mark} | {r['successes']}/{r['episodes']} | "
+        lines.append(f"| {Path(r['run']).name} | {r['label']}{mark} | {r['successes']}/{r['episodes']} | "
                      f"[{low:.2f}, {high:.2f}] | {r['mean_final_distance']:.3f} |")
     (out / "selection.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -125,7 +155,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="ibc-eval policy (inference) overrides, e.g. irvs.inverse_eta=3")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--export", type=Path, help="write the chosen checkpoint here as a policy file")
+    parser.add_argument("--average-last", type=int, default=0, metavar="K",
+                        help="also evaluate, per run, the weight average of its last K checkpoints (K >= 2)")
     args = parser.parse_args(argv)
+    if args.average_last == 1 or args.average_last < 0:
+        parser.error("--average-last must be 0 (off) or >= 2")
     if args.seed < VALIDATION_SEED_BASE:
         parser.error(f"--seed must be >= {VALIDATION_SEED_BASE}: lower seeds are training or reported seeds")
     if args.episodes < 1:
@@ -137,7 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         found = candidates(args.runs, args.min_step)
-    except ValueError as exc:
+        if args.average_last:
+            found += averaged_candidates(found, args.average_last, args.out)
+    except (ValueError, CheckpointError) as exc:
         print(f"select_checkpoint: error: {exc}", file=sys.stderr)
         return 2
     (args.out / "evals").mkdir(parents=True, exist_ok=True)

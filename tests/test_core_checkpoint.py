@@ -1,4 +1,4 @@
-"""Checkpoint round trip and failure modes, the Policy API contract (COMMON.md #1), resume."""
+"""Checkpoint round trip and failure modes, the Policy API contract (COMMON.md #1), resume, averaging."""
 from __future__ import annotations
 
 import copy
@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from ibc_core.checkpoint import CheckpointError, read_checkpoint, save_checkpoint, load_checkpoint
+from ibc_core.checkpoint import (CheckpointError, average_checkpoints, load_checkpoint, read_checkpoint,
+                                 save_checkpoint)
 from ibc_core.config_io import ConfigError, load_config
 from ibc_core.data.preprocess import ImageSpec, preprocess_image
 from ibc_core.data.synthetic import write_function_dataset
@@ -165,6 +166,28 @@ def test_resume_continues_to_the_same_model(pixel_data: Path, tmp_path: Path) ->
         torch.testing.assert_close(resumed["weights"][key], value, rtol=0, atol=0, msg=key)
     with pytest.raises(ConfigError, match="model differs"):
         train(pixel_data, tmp_path / "split", ("optim.steps=8", "model.mlp.width=16"), resume=True)
+
+
+def test_averaging_checkpoints_of_one_run(pixel_data: Path, tmp_path: Path) -> None:
+    train(pixel_data, tmp_path / "run", ("optim.steps=8", "run.checkpoint_every=4"))
+    steps = [tmp_path / "run" / "checkpoints" / f"step_0000000{n}.pt" for n in (4, 8)]
+    network, artifacts, step = average_checkpoints(steps)
+    assert step == 8
+    members = [read_checkpoint(path)["weights"] for path in steps]
+    for key, value in network.state_dict().items():
+        torch.testing.assert_close(value, (members[0][key] + members[1][key]) / 2, msg=key)
+    averaged = save_checkpoint(tmp_path / "averaged.pt", network, artifacts, step)
+    assert rollout(Policy.load(averaged, "cpu"), frames(2)).shape == (2, 2)
+
+    other_seed = train(pixel_data, tmp_path / "other", ("optim.steps=8", "run.seed=1"))
+    with pytest.raises(CheckpointError, match=r"config\.run\.seed differ.*only checkpoints of one training run"):
+        average_checkpoints([steps[0], other_seed])
+    with pytest.raises(CheckpointError, match="at least 2"):
+        average_checkpoints(steps[:1])
+    spectral = train(pixel_data, tmp_path / "spectral", ("optim.steps=4", "run.checkpoint_every=2",
+                                                         "model.mlp.spectral_norm=true"))
+    with pytest.raises(CheckpointError, match="spectral-normalised"):
+        average_checkpoints([spectral.parent / "checkpoints" / "step_00000002.pt", spectral])
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

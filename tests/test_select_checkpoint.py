@@ -75,6 +75,28 @@ def test_selects_the_best_checkpoint_on_validation_seeds_and_resumes(tmp_path: P
     assert all(torch.equal(exported["weights"][k], v) for k, v in source["weights"].items())
 
 
+def test_average_of_the_last_checkpoints_is_one_more_candidate(tmp_path: Path) -> None:
+    dataset = tmp_path / "data"
+    assert data.main(["generate", "--task", "particle_1d", "--episodes", "6", "--out", str(dataset)]) == 0
+    run = tmp_path / "run_a"
+    train(dataset, run, 0)
+    out = tmp_path / "select"
+    too_many = select(str(run), "--task", "particle_1d", "--episodes", "2", "--average-last", "3", "--out", str(out))
+    assert too_many.returncode == 2 and "--average-last 3 needs 3 checkpoints, found 2" in too_many.stderr
+    assert not out.exists()
+    result = select(str(run), "--task", "particle_1d", "--episodes", "2", "--average-last", "2", "--out", str(out),
+                    "--export", str(tmp_path / "chosen.pt"))
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert result.stdout.count("$ ibc-eval") == 3
+    evaluations = json.loads((out / "selection.json").read_text())["evaluations"]
+    assert sorted(e["label"] for e in evaluations) == ["10", "20", "average of 10, 20"]
+    averaged = read_checkpoint(out / "averages" / "run_a_avg10-20.pt")
+    members = [read_checkpoint(run / "checkpoints" / f"step_000000{n}.pt")["weights"] for n in (10, 20)]
+    for key, value in averaged["weights"].items():
+        torch.testing.assert_close(value, (members[0][key] + members[1][key]) / 2, msg=key)
+    assert "| run_a | average of 10, 20" in (out / "selection.md").read_text()
+
+
 def test_runs_with_the_same_folder_name_never_share_an_evaluation(tmp_path: Path) -> None:
     dataset = tmp_path / "data"
     assert data.main(["generate", "--task", "particle_1d", "--episodes", "6", "--out", str(dataset)]) == 0

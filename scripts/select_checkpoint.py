@@ -13,11 +13,11 @@ written to OUT/averages/ - on our pushing runs such an average beat each of its 
         --task push_states --episodes 30 --min-step 10000 --workers 2 --out runs/select_push_states \\
         --average-last 3
 
-Writes OUT/evals/<run>_step<N>.json (one ibc-eval summary per checkpoint; one of the same
-checkpoint, task, seeds, task and policy overrides is reused, so an interrupted selection resumes), OUT/selection.json
-and OUT/selection.md, and prints the chosen checkpoint; --export PATH also writes it as a policy file (weights and
-preprocessing, without the optimizer state). Report its success with a plain ibc-eval on the
-default seeds.
+Writes OUT/evals/<candidate>.json (one ibc-eval summary per candidate; one of the same
+checkpoint, task, seeds, task and policy overrides is reused, so an interrupted selection
+resumes), OUT/selection.json and OUT/selection.md, and prints the chosen checkpoint; --export
+PATH also writes it as a policy file (weights and preprocessing, without the optimizer state).
+Report its success with a plain ibc-eval on the default seeds.
 """
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """scripts/select_checkpoint.py: evaluates every kept checkpoint of real (tiny) particle runs on
 validation seeds, never on the reported ones, picks the best by its ranking, and resumes without
-re-evaluating (but evaluates again for other episodes or inference settings); a run without checkpoints is a clear error that writes nothing."""
+re-evaluating (but evaluates again for other episodes or inference settings); a run without
+checkpoints is a clear error that writes nothing."""
 from __future__ import annotations
 
 import json
@@ -64,7 +65,8 @@ def test_selects_the_best_checkpoint_on_validation_seeds_and_resumes(tmp_path: P
     assert third.stdout.count("$ ibc-eval") == 4
     assert all(e["episodes"] == 4 for e in json.loads((out / "selection.json").read_text())["evaluations"])
     # Other inference settings (as IRvS's 1/eta): evaluated again, and recorded in each summary.
-    fourth = select(*argv[:-4], "--episodes", "4", "--out", str(out), "--policy-set", "ebm.langevin.inference_samples=8")
+    fourth = select(*argv[:-4], "--episodes", "4", "--out", str(out),
+                    "--policy-set", "ebm.langevin.inference_samples=8")
     assert fourth.returncode == 0, fourth.stderr[-2000:]
     assert fourth.stdout.count("$ ibc-eval") == 4
     assert all(e["policy_overrides"] == ["ebm.langevin.inference_samples=8"]

@@ -51,7 +51,8 @@ def machine() -> dict[str, Any]:
     return {"cpu": cpu, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "fast_bfloat16": cpu_has_fast_bfloat16(), "int8_kernels": int8_linear_available(),
             "cores": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
-            "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "torch_threads": torch.get_num_threads(),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "load_average_start": list(os.getloadavg())}
 
 

@@ -140,7 +140,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                            recorded_frames=bool(args.dataset))
         observations = (recorded_observations(args.dataset, optimised.observation_keys, max(args.quality, 8))
                         if args.dataset else synthetic_observations(optimised, max(args.quality, 8)))
-        run = {"samples": optimised.artifacts.config.ebm.dfo.samples, "iterations": optimised.artifacts.config.ebm.dfo.iterations,
+        dfo = optimised.artifacts.config.ebm.dfo
+        run = {"samples": dfo.samples, "iterations": dfo.iterations,
                "precision": str(optimised.precision).replace("torch.", "")}
         run.update(time_pair(optimised, reference, observations, args.repeats, args.warmup))
         if args.quality:

@@ -59,7 +59,8 @@ class Recorder:
         self.node.create_subscription(Image, "camera/image_raw", lambda m: self.frames.__setitem__(
             seconds_of(m.header.stamp), time.time()), qos_profile_sensor_data)
         self.node.create_subscription(Float32, "policy/latency", lambda m: self.policy_latency.append(m.data), 10)
-        self.node.create_subscription(Float32, "policy/inference_time", lambda m: self.inference_time.append(m.data), 10)
+        self.node.create_subscription(Float32, "policy/inference_time",
+                                      lambda m: self.inference_time.append(m.data), 10)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         threading.Thread(target=self.executor.spin, daemon=True).start()

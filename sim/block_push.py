@@ -208,7 +208,8 @@ class PushEnv:
         cc = self.world.controller_config
         self.ticks_per_step = round(cc.rate_hz / config.control_hz)
         if abs(self.ticks_per_step / cc.rate_hz - 1.0 / config.control_hz) > 1e-9:
-            raise ValueError(f"controller rate {cc.rate_hz} Hz is not a multiple of the policy rate {config.control_hz} Hz")
+            raise ValueError(f"controller rate {cc.rate_hz} Hz is not a multiple of the policy rate "
+                             f"{config.control_hz} Hz")
         self.action_low = -np.full(2, cc.max_setpoint_step)
         self.action_high = np.full(2, cc.max_setpoint_step)
         self.steps = 0

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from ibc_core.models.encoders import ConvMaxPool, ObservationEncoder, ObservationSpec, SpatialSoftArgmax, add_coordinates
+from ibc_core.models.encoders import (ConvMaxPool, ObservationEncoder, ObservationSpec, SpatialSoftArgmax,
+                                      add_coordinates)
 from ibc_core.models.mlp import MLP, ResidualBlock
 from ibc_core.training.config import EncoderConfig, MLPConfig
 

@@ -123,8 +123,8 @@ def write_session_sqlite3(path, episodes: list[tuple[str, np.ndarray]]) -> None:
         frame = 0
 
         def event(kind, episode):
-            writer.write(conns["/cell1/recorder/events"], now,
-                         serialize(T["std_msgs/msg/String"](data=encode_event(kind, episode, now)), "std_msgs/msg/String"))
+            message = T["std_msgs/msg/String"](data=encode_event(kind, episode, now))
+            writer.write(conns["/cell1/recorder/events"], now, serialize(message, "std_msgs/msg/String"))
         for episode, (finish, actions) in enumerate(episodes):
             now += STEP_NS
             event("start", episode)

@@ -8,8 +8,8 @@ with their recorded timing; the policy node runs on that clock (use_sim_time, li
 `ros2 bag play --clock`), with its hardware settings otherwise: a 5 Hz timer acting on the newest
 frame, so it uses at most every second frame (fewer when the CPU is busy; the replay runs at
 half speed to leave time) - the offline policy gets exactly the frames whose stamps the
-setpoints carry. A second run replays with --restamp into the node on wall time. The checkpoint is a tiny pixel EBM trained here for a few steps on
-those frames (it checks the plumbing, not the policy's quality)."""
+setpoints carry. A second run replays with --restamp into the node on wall time. The checkpoint
+is a tiny pixel EBM trained here for a few steps on those frames (it checks the plumbing, not the policy's quality)."""
 from __future__ import annotations
 
 import subprocess

@@ -1,8 +1,8 @@
 """One stack description (config/stack.yaml) behind both the ROS launch files and `ibc-ros launch`:
 the launch files and bringup/ros2_launch.py are parsed (launch/launch_ros are not installable
-here) and checked to build their nodes from that description; every params file matches its node's config dataclass; the pip
-bringup starts real node processes and stops the whole stack (with the failing node's message)
-when one dies. Ctrl-C of a running stack: tests/test_ros_sim_stack.py."""
+here) and checked to build their nodes from that description; every params file matches its
+node's config dataclass; the pip bringup starts real node processes and stops the whole stack
+(with the failing node's message) when one dies. Ctrl-C of a running stack: tests/test_ros_sim_stack.py."""
 from __future__ import annotations
 
 import ast

@@ -133,9 +133,9 @@ def test_closed_loop_success_through_ros_matches_in_process_eval(tmp_path):
 
 
 def test_policy_node_acts_on_the_newest_fresh_frame_like_offline_inference(tiny_pixel_checkpoint, tmp_path):
-    """policy_node alone: frames (+ state, if the checkpoint observes it) published by this test (real DDS). Its setpoints equal
-    offline Policy.act on the same observations, carry the frame's stamp, skip stale frames,
-    and take the newest of a burst; energy image and latency are published."""
+    """policy_node alone: frames (+ state, if the checkpoint observes it) published by this test
+    (real DDS). Its setpoints equal offline Policy.act on the same observations, carry the frame's
+    stamp, skip stale frames, and take the newest of a burst; energy image and latency are published."""
     import numpy as np
     from rclpy.duration import Duration
     from rclpy.qos import qos_profile_sensor_data

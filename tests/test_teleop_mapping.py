@@ -60,12 +60,14 @@ def test_sim_camera_model_matches_the_pybullet_render():
         view, projection = camera_matrices(cam, width, height)
         for xy in [(0.3, -0.3), (0.55, 0.25), (0.45, 0.0), (0.2, 0.4)]:
             pybullet.resetBasePositionAndOrientation(body, [xy[0], xy[1], 0.0], [0, 0, 0, 1], physicsClientId=client)
-            rgb = np.asarray(pybullet.getCameraImage(width, height, view, projection, renderer=pybullet.ER_TINY_RENDERER,
-                                                     physicsClientId=client)[2], dtype=np.uint8)[:, :, :3]
+            image = pybullet.getCameraImage(width, height, view, projection, renderer=pybullet.ER_TINY_RENDERER,
+                                            physicsClientId=client)[2]
+            rgb = np.asarray(image, dtype=np.uint8)[:, :, :3]
             red = (rgb[:, :, 0] > 150) & (rgb[:, :, 1] < 80) & (rgb[:, :, 2] < 80)
             assert red.sum() > 5, f"marker at {xy} not visible"
             v, u = np.nonzero(red)
-            np.testing.assert_allclose(model.project(np.array([[xy[0], xy[1], 0.0]]))[0], (u.mean(), v.mean()), atol=0.75)
+            projected = model.project(np.array([[xy[0], xy[1], 0.0]]))[0]
+            np.testing.assert_allclose(projected, (u.mean(), v.mean()), atol=0.75)
             np.testing.assert_allclose(homography.to_table((u.mean(), v.mean())), xy, atol=0.005)
     finally:
         pybullet.disconnect(client)

@@ -34,7 +34,8 @@ class CameraConfig:
     width: int = 640
     height: int = 360
     fps: int = 30
-    playback_file: str = ""      # recording to replay instead of a live camera (RealSense .db3/.bag, or a video for v4l2)
+    # recording to replay instead of a live camera (RealSense .db3/.bag, or a video for v4l2)
+    playback_file: str = ""
     frame_timeout: float = 2.0   # s without a frame before the camera counts as lost
 
     def validate(self) -> None:

@@ -125,7 +125,8 @@ class PolicyNode(Node):
         if unsupported:
             raise PolicyLoadError(f"{path} needs observation(s) {sorted(unsupported)}; the ROS stack provides "
                                   f"{sorted(SUPPORTED_OBSERVATIONS)} (camera images) - use a pixel policy")
-        self.get_logger().info(f"loaded {path} on {policy.device} ({policy.precision} DFO search): observations {policy.observation_keys}, "
+        self.get_logger().info(f"loaded {path} on {policy.device} ({policy.precision} DFO search): "
+                               f"observations {policy.observation_keys}, "
                                f"history {policy.history_length}, image spec {policy.image_spec}, "
                                f"settings changed: {self.config.policy_overrides or 'none'}")
         return policy

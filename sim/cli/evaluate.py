@@ -151,7 +151,8 @@ def evaluate(args: argparse.Namespace) -> dict:
     if args.video is not None:
         import imageio
         args.video.parent.mkdir(parents=True, exist_ok=True)
-        imageio.mimwrite(args.video, videos, fps=load_task_config(args.task, args.overrides).control_hz, macro_block_size=1)
+        fps = load_task_config(args.task, args.overrides).control_hz
+        imageio.mimwrite(args.video, videos, fps=fps, macro_block_size=1)
     return summary
 
 

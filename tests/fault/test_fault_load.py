@@ -93,7 +93,8 @@ def test_camera_flood_at_60hz_keeps_the_policy_rate_newest_frame_and_memory(tiny
     print(f"\nflood: {frames} frames sent ({offered_hz:.1f} Hz offered); over {elapsed:.0f} s, "
           f"{count} setpoints = {rate:.2f} Hz; latency median {np.median([l.data for l in latency]) * 1e3:.0f} ms, "
           f"p95 {np.percentile([l.data for l in latency], 95) * 1e3:.0f} ms; frame age at inference start "
-          f"median {np.median(lag) * 1e3:.0f} ms; inference median {np.median([i.data for i in inference]) * 1e3:.0f} ms; "
+          f"median {np.median(lag) * 1e3:.0f} ms; "
+          f"inference median {np.median([i.data for i in inference]) * 1e3:.0f} ms; "
           f"policy RSS {memory[0]:.0f} -> {memory[-1]:.0f} MB (growth over the last 3/4: {growth:+.1f} MB)")
     assert np.all(np.diff(stamps) > 0)  # each frame used at most once, always a newer one
     assert count > 0

@@ -7,7 +7,8 @@ from 2,000,000 - disjoint from the training seeds (below 1,000,000) and from the
 are reported on (1,000,000 up), so the choice never sees a reported episode - and ranks them by
 successes, then mean final distance, then the later step. --average-last K adds, per run, the
 uniform weight average of its last K kept checkpoints (from --min-step) as one more candidate,
-written to OUT/averages/ - on our pushing runs such an average beat each of its members.
+written to OUT/averages/ - on our pushing runs such an average beat each of its members;
+--averages-only evaluates only those (for pixels, whose episodes render and encode images).
 
     ./run.sh python scripts/select_checkpoint.py runs/push_states_2k_s0 runs/push_states_2k_s1 \\
         --task push_states --episodes 30 --min-step 10000 --workers 2 --out runs/select_push_states \\
@@ -157,9 +158,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--export", type=Path, help="write the chosen checkpoint here as a policy file")
     parser.add_argument("--average-last", type=int, default=0, metavar="K",
                         help="also evaluate, per run, the weight average of its last K checkpoints (K >= 2)")
+    parser.add_argument("--averages-only", action="store_true",
+                        help="with --average-last: evaluate only the averages, not the step checkpoints "
+                             "(when validation episodes are expensive, as with pixels)")
     args = parser.parse_args(argv)
     if args.average_last == 1 or args.average_last < 0:
         parser.error("--average-last must be 0 (off) or >= 2")
+    if args.averages_only and not args.average_last:
+        parser.error("--averages-only needs --average-last K")
     if args.seed < VALIDATION_SEED_BASE:
         parser.error(f"--seed must be >= {VALIDATION_SEED_BASE}: lower seeds are training or reported seeds")
     if args.episodes < 1:
@@ -172,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         found = candidates(args.runs, args.min_step)
         if args.average_last:
-            found += averaged_candidates(found, args.average_last, args.out)
+            averages = averaged_candidates(found, args.average_last, args.out)
+            found = averages if args.averages_only else found + averages
     except (ValueError, CheckpointError) as exc:
         print(f"select_checkpoint: error: {exc}", file=sys.stderr)
         return 2

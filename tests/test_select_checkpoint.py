@@ -97,6 +97,13 @@ def test_average_of_the_last_checkpoints_is_one_more_candidate(tmp_path: Path) -
     for key, value in averaged["weights"].items():
         torch.testing.assert_close(value, (members[0][key] + members[1][key]) / 2, msg=key)
     assert "| run_a | average of 10, 20" in (out / "selection.md").read_text()
+    only = select(str(run), "--task", "particle_1d", "--episodes", "2", "--average-last", "2", "--averages-only",
+                  "--out", str(tmp_path / "select_averages"))
+    assert only.returncode == 0 and only.stdout.count("$ ibc-eval") == 1, only.stderr[-2000:]
+    evaluations = json.loads((tmp_path / "select_averages" / "selection.json").read_text())["evaluations"]
+    assert [e["label"] for e in evaluations] == ["average of 10, 20"]
+    unpaired = select(str(run), "--task", "particle_1d", "--averages-only", "--out", str(tmp_path / "unpaired"))
+    assert unpaired.returncode == 2 and "--averages-only needs --average-last K" in unpaired.stderr
 
 
 def test_runs_with_the_same_folder_name_never_share_an_evaluation(tmp_path: Path) -> None:

@@ -339,7 +339,7 @@ class SimNode(Node):
         verdict = "SUCCESS" if result.success else "failure"
         succeeded = sum(r.success for r in self.results)
         self.get_logger().info(f"episode {episode}{total} (seed {result.seed}): {verdict} after {result.steps} "
-                               f"steps, block-target distance {result.distance:.3f} m "
+                               f"steps, block-target distance {result.distance * 1e3:.1f} mm "
                                f"[{succeeded}/{len(self.results)} succeeded]")
 
     def _finish(self) -> None:

@@ -46,7 +46,7 @@ class Candidate:
     @property
     def name(self) -> str:
         if self.averaged_steps:
-            return f"{self.run.name}_avg{self.averaged_steps[0]}-{self.averaged_steps[-1]}"
+            return average_name(self.run, self.averaged_steps)
         return f"{self.run.name}_step{self.step}"
 
     @property
@@ -70,6 +70,11 @@ def candidates(runs: list[Path], min_step: int) -> list[Candidate]:
     return found
 
 
+def average_name(run: Path, steps: tuple[int, ...]) -> str:
+    """File stem of a run's weight average (also its evals/ summary's)."""
+    return f"{run.name}_avg{steps[0]}-{steps[-1]}"
+
+
 def averaged_candidates(found: list[Candidate], last: int, out: Path) -> list[Candidate]:
     """Per run, the weight average of its last ``last`` candidates, written to OUT/averages/
     once all of them could be built (a run that cannot be averaged writes nothing)."""
@@ -79,7 +84,7 @@ def averaged_candidates(found: list[Candidate], last: int, out: Path) -> list[Ca
         if len(members) < last:
             raise ValueError(f"{run}: --average-last {last} needs {last} checkpoints, found {len(members)}")
         steps = tuple(member.step for member in members)
-        candidate = Candidate(run, steps[-1], out / "averages" / f"{run.name}_avg{steps[0]}-{steps[-1]}.pt", steps)
+        candidate = Candidate(run, steps[-1], out / "averages" / f"{average_name(run, steps)}.pt", steps)
         averages.append((candidate, average_checkpoints([member.checkpoint for member in members])))
     for candidate, (network, artifacts, step) in averages:
         save_checkpoint(candidate.checkpoint, network, artifacts, step)

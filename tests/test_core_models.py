@@ -1,12 +1,15 @@
-"""Network building blocks: late fusion equals concatenation, encoder options, spectral norm."""
+"""Network building blocks: late fusion equals concatenation, encoder options, spectral norm,
+the MDN's inference modes."""
 from __future__ import annotations
 
 import torch
 
 from ibc_core.models.encoders import (ConvMaxPool, ObservationEncoder, ObservationSpec, SpatialSoftArgmax,
                                       add_coordinates)
+from ibc_core.models.explicit import MDNNetwork
 from ibc_core.models.mlp import MLP, ResidualBlock
-from ibc_core.training.config import EncoderConfig, MLPConfig
+from ibc_core.samplers.noise import GeneratorNoise
+from ibc_core.training.config import EncoderConfig, MDNConfig, MLPConfig
 
 
 def test_late_fusion_equals_tiled_concatenation() -> None:
@@ -50,3 +53,23 @@ def test_conv_encoder_options_and_once_per_observation() -> None:
     encoder = ObservationEncoder(spec, EncoderConfig(channels=(4, 8)))
     obs = {"state": torch.randn(5, 2, 3), "rgb": torch.randint(0, 256, (5, 2, 32, 48, 3), dtype=torch.uint8)}
     assert encoder(obs).shape == (5, encoder.output_dim) == (5, 2 * 3 + 8)
+
+
+def test_mdn_inference_modes() -> None:
+    torch.manual_seed(0)
+    spec = ObservationSpec(history_length=1, action_dim=2, state_dim=3)
+    mdn = MDNNetwork(spec, ObservationEncoder(spec, EncoderConfig()), MLPConfig(width=16, depth=2),
+                     MDNConfig(components=3, test_temperature=0.5))
+    features = torch.randn(4, 3)
+    logits, means, _ = mdn.mixture(features)
+    noise = GeneratorNoise(torch.Generator().manual_seed(0), torch.device("cpu"))
+    rows = torch.arange(4)
+    # The mode is the most likely component's mean, whatever the temperature.
+    torch.testing.assert_close(mdn.predict(features, noise), means[rows, logits.argmax(-1)].clamp(-1, 1))
+    mdn.mdn.inference = "mean"
+    weights = torch.softmax(logits / 0.5, -1)
+    expected = (weights.unsqueeze(-1) * means).sum(1).clamp(-1, 1)
+    torch.testing.assert_close(mdn.predict(features, noise), expected)
+    mdn.mdn.inference = "sample"
+    draws = torch.stack([mdn.predict(features, noise) for _ in range(2)])
+    assert draws.shape == (2, 4, 2) and not torch.equal(draws[0], draws[1])

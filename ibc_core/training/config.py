@@ -74,9 +74,10 @@ class MLPConfig:
 class MDNConfig:
     components: int = 8
     train_temperature: float = 1.0       # mixture logits are divided by it in the NLL
-    test_temperature: float = 1.0        # ... and at inference, before picking the mode
+    test_temperature: float = 1.0        # ... and at inference ("mode" is unaffected: argmax of logits)
     test_variance_exponent: float = 1.0  # "sample" mode: std ** exponent shrinks sampling noise
-    inference: Literal["mode", "sample"] = "mode"
+    # mode: mean of the most likely component; mean: the mixture's expectation; sample: a draw
+    inference: Literal["mode", "mean", "sample"] = "mode"
 
     def validate(self) -> None:
         _require(self.components >= 1, "components", "must be >= 1", self.components)

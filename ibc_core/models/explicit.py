@@ -61,13 +61,13 @@ class MDNNetwork(PolicyNetwork):
         logits = logits / self.mdn.test_temperature
         if self.mdn.inference == "mode":
             return means[rows, logits.argmax(-1)].clamp(-1.0, 1.0)
+        weights = torch.softmax(logits, -1)
         if self.mdn.inference == "mean":
             # The mixture's expectation: no jumps between modes from one step to the next, at
             # the price of averaging distinct modes (what MSE regression learns).
-            weights = torch.softmax(logits, -1).unsqueeze(-1)
-            return (weights * means).sum(1).clamp(-1.0, 1.0)
+            return (weights.unsqueeze(-1) * means).sum(1).clamp(-1.0, 1.0)
         # Sample a component by inverse CDF, then a point from it with shrunken spread.
-        cdf = torch.softmax(logits, -1).cumsum(-1)
+        cdf = weights.cumsum(-1)
         draws = noise.uniform(len(features), 1).to(cdf) * cdf[:, -1:]
         component = torch.searchsorted(cdf, draws).squeeze(-1).clamp(max=self.mdn.components - 1)
         std = log_std[rows, component].exp() ** self.mdn.test_variance_exponent

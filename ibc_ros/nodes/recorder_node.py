@@ -11,6 +11,7 @@ import json
 from typing import Callable
 
 from rclpy.expand_topic_name import expand_topic_name
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
@@ -45,10 +46,16 @@ class RecorderNode(Node):
         self.get_logger().info(f"recording {sorted(topics)} into {self.recorder.output_dir}")
 
     def _publish_event(self, text: str) -> None:
-        # At Ctrl-C, close() stops the running episode after rclpy's signal handler has shut the
-        # context down: the event is in the bag, there is just nobody left to tell.
-        if self.context.ok():
+        # At Ctrl-C, close() stops the running episode while rclpy's signal handler shuts the
+        # context down (in its own thread, so checking context.ok() first still races): the event
+        # is in the bag, there is just nobody left to tell.
+        if not self.context.ok():
+            return
+        try:
             self._event_pub.publish(String(data=text))
+        except _rclpy.RCLError:
+            if self.context.ok():
+                raise
 
     def _resolve(self, name: str) -> str:
         return expand_topic_name(name, self.get_name(), self.get_namespace())

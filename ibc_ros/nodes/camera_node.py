@@ -12,7 +12,7 @@ from rclpy.time import Time
 from sensor_msgs.msg import Image
 
 from ibc_ros.hardware.camera import Camera, CameraConfig, CameraError, open_camera
-from ibc_ros.nodes.common import config_from_parameters, image_msg, run_node
+from ibc_ros.nodes.common import config_from_parameters, image_msg, publish_unless_shut_down, run_node
 
 
 @dataclass
@@ -51,7 +51,9 @@ class CameraNode(Node):
                 while not self._stop.is_set():
                     frame = camera.read()
                     stamp = Time(nanoseconds=int(frame.capture_time * 1e9)).to_msg()
-                    self.publisher.publish(image_msg(frame.rgb, stamp, self.config.frame_id))
+                    if not publish_unless_shut_down(self, self.publisher,
+                                                    image_msg(frame.rgb, stamp, self.config.frame_id)):
+                        return  # Ctrl-C: close() is on its way
             except CameraError as exc:
                 self.get_logger().error(f"camera lost: {exc}; reopening")
             finally:

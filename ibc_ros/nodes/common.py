@@ -16,6 +16,7 @@ import numpy as np
 import rclpy
 from builtin_interfaces.msg import Time as TimeMsg
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from rcl_interfaces.msg import ParameterDescriptor
 from sensor_msgs.msg import Image, JointState
@@ -133,6 +134,23 @@ def stamp_seconds(stamp: TimeMsg) -> float:
 def age_seconds(node: Node, stamp: TimeMsg) -> float:
     """How old a header stamp is on this node's clock."""
     return node.get_clock().now().nanoseconds * 1e-9 - stamp_seconds(stamp)
+
+
+def publish_unless_shut_down(node: Node, publisher: Any, msg: Any) -> bool:
+    """Publish, or return False once Ctrl-C has shut the node's context down.
+
+    rclpy's signal handler shuts the context down in its own thread, so a thread that publishes
+    (a capture loop, close() stopping a recording) can pass a context.ok() check and still hit
+    an invalid publisher: that is shutdown, not a failure. Any other publish error is raised."""
+    if not node.context.ok():
+        return False
+    try:
+        publisher.publish(msg)
+    except _rclpy.RCLError:
+        if node.context.ok():
+            raise
+        return False
+    return True
 
 
 # ---------------------------------------------------------------------------- main

@@ -11,13 +11,12 @@ import json
 from typing import Callable
 
 from rclpy.expand_topic_name import expand_topic_name
-from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
-from ibc_ros.nodes.common import config_from_parameters, run_node
+from ibc_ros.nodes.common import config_from_parameters, publish_unless_shut_down, run_node
 from ibc_ros.recording.episodes import EVENTS_TOPIC, EVENTS_TYPE
 from ibc_ros.recording.recorder import EpisodeRecorder, EpisodeState, RecorderConfig, RecorderStateError
 from ibc_ros.nodes.replay_publisher import message_class
@@ -46,16 +45,9 @@ class RecorderNode(Node):
         self.get_logger().info(f"recording {sorted(topics)} into {self.recorder.output_dir}")
 
     def _publish_event(self, text: str) -> None:
-        # At Ctrl-C, close() stops the running episode while rclpy's signal handler shuts the
-        # context down (in its own thread, so checking context.ok() first still races): the event
-        # is in the bag, there is just nobody left to tell.
-        if not self.context.ok():
-            return
-        try:
-            self._event_pub.publish(String(data=text))
-        except _rclpy.RCLError:
-            if self.context.ok():
-                raise
+        # At Ctrl-C, close() stops the running episode as the context shuts down: the event is
+        # in the bag, there is just nobody left to tell.
+        publish_unless_shut_down(self, self._event_pub, String(data=text))
 
     def _resolve(self, name: str) -> str:
         return expand_topic_name(name, self.get_name(), self.get_namespace())

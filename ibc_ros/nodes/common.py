@@ -18,6 +18,7 @@ from builtin_interfaces.msg import Time as TimeMsg
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
+from rclpy.publisher import Publisher
 from rcl_interfaces.msg import ParameterDescriptor
 from sensor_msgs.msg import Image, JointState
 
@@ -136,14 +137,13 @@ def age_seconds(node: Node, stamp: TimeMsg) -> float:
     return node.get_clock().now().nanoseconds * 1e-9 - stamp_seconds(stamp)
 
 
-def publish_unless_shut_down(node: Node, publisher: Any, msg: Any) -> bool:
+def publish_unless_shut_down(node: Node, publisher: Publisher, msg: Any) -> bool:
     """Publish, or return False once Ctrl-C has shut the node's context down.
 
     rclpy's signal handler shuts the context down in its own thread, so a thread that publishes
-    (a capture loop, close() stopping a recording) can pass a context.ok() check and still hit
-    an invalid publisher: that is shutdown, not a failure. Any other publish error is raised."""
-    if not node.context.ok():
-        return False
+    (a capture loop, close() stopping a recording) can hit an invalid publisher at any moment -
+    checking context.ok() first still races: that is shutdown, not a failure. Any other publish
+    error is raised."""
     try:
         publisher.publish(msg)
     except _rclpy.RCLError:

@@ -44,7 +44,7 @@ NAMED = {
     "paper_real_mse": (None, PAPER_REAL + ["model.kind=mse"], {"image": (90, 120)}),
     "push_pixels": ("train_push_pixels", [], {"image": "sim_push_pixels"}),
     "push_states": ("train_push_states", [], {"state": 10}),
-    "push_multi_states": ("train_push_multi_states", [], {"state": 16}),
+    "push_multi_states": ("train_push_multi_states", [], {"state": 13}),   # 10-D + target 2 pose
     "particle": ("train_particle", [], {"state": 8, "action": 2}),
 }
 FRAME_HW = (360, 640)

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 from geometry_msgs.msg import Vector3Stamped
+from rclpy.publisher import Publisher
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 
@@ -47,6 +49,19 @@ def bad_images(client: RosClient) -> dict[str, Image]:
             "empty image": empty, "": good}
 
 
+def publish_until_logged(client: RosClient, publisher: Publisher, msg: Image, log: Path, text: str, timeout: float = 20.0) -> None:
+    """Send msg every 0.5 s until `text` is in the node's log. Camera frames go best effort
+    (sensor-data QoS), which may drop one: the first frame after discovery is lost when this
+    publisher already sees the subscriber but the subscriber has not matched it yet."""
+    deadline = time.monotonic() + timeout
+    while text not in log.read_text():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout} s waiting for {log.name}: {text}")
+        msg.header.stamp = client.now().to_msg()
+        publisher.publish(msg)
+        time.sleep(0.5)
+
+
 def test_policy_and_controller_reject_bad_images_and_non_finite_setpoints(tiny_rgb_checkpoint, tmp_path):
     policy_log, controller_log = tmp_path / "policy.log", tmp_path / "controller.log"
     policy = node_argv("policy_node", "policy.yaml", f"checkpoint:={tiny_rgb_checkpoint}", "device:=cpu",
@@ -66,9 +81,7 @@ def test_policy_and_controller_reject_bad_images_and_non_finite_setpoints(tiny_r
         for reason, msg in bad_images(client).items():
             if not reason:
                 continue
-            msg.header.stamp = client.now().to_msg()
-            images.publish(msg)
-            wait_for(lambda: reason in policy_log.read_text(), 20, f"policy log: {reason}")
+            publish_until_logged(client, images, msg, policy_log, reason)
             time.sleep(2.1)  # past the error log's 2 s throttle
         assert setpoints == [] and policy_proc.poll() is None
 

@@ -53,13 +53,13 @@ def publish_until_logged(client: RosClient, publisher: Publisher, msg: Image, lo
     """Send msg every 0.5 s until `text` is in the node's log. Camera frames go best effort
     (sensor-data QoS), which may drop one: the first frame after discovery is lost when this
     publisher already sees the subscriber but the subscriber has not matched it yet."""
-    deadline = time.monotonic() + timeout
-    while text not in log.read_text():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout} s waiting for {log.name}: {text}")
+    def logged_or_resent() -> bool:
+        if text in log.read_text():
+            return True
         msg.header.stamp = client.now().to_msg()
         publisher.publish(msg)
-        time.sleep(0.5)
+        return False
+    wait_for(logged_or_resent, timeout, f"{log.name}: {text}", period=0.5)
 
 
 def test_policy_and_controller_reject_bad_images_and_non_finite_setpoints(tiny_rgb_checkpoint, tmp_path):

@@ -70,7 +70,7 @@ class ReferencePolicy:
         policy._history.append(policy._prepare(obs))
         history = policy._padded(list(policy._history))
         with torch.no_grad():
-            features = policy.network.features(policy._batch(history))
+            features = policy.network.features(policy._batch([history]))
             best, _, _ = reference_dfo(policy.network, features, self.generator)
             action = policy.artifacts.bounds.denormalize(best)[0]
         return action.cpu().numpy().astype(np.float32)

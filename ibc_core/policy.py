@@ -6,6 +6,7 @@
     policy.reset()                                   # new episode: clears the observation history
     action = policy.act({"rgb": camera_frame})       # raw uint8 HxWx3 frame, any size
     action = policy.act({"state": state_vector})     # state policies: float32 [S]
+    actions = policy.act_batch(histories)            # [B, action_dim]: B episodes in one call
     xs, ys, energies = policy.energy_grid(None)      # 2-D EBMs: energies [res, res] for the
                                                      # history the last act() used (rows = y)
 
@@ -144,12 +145,28 @@ class Policy:
         self._history.append(self._prepare(obs))
         history = self._padded(list(self._history))
         self._last_history = history
+        return self._predict([history])[0]
+
+    def act_batch(self, histories: Sequence[Sequence[Observation]]) -> np.ndarray:
+        """Actions [B, action_dim] for B independent episodes in one network call (lock-step
+        evaluation, where a GPU pays per call rather than per sample). histories[b] is episode
+        b's observations so far, oldest first; the last history_length are used, padded as act()
+        pads. The policy's own history is left alone. Inference noise comes from the policy's
+        generator (reseeded by reset() only), so an EBM's action for an episode depends on the
+        batch it runs in; an explicit model acts exactly as act() would."""
+        if not histories or any(len(history) == 0 for history in histories):
+            raise ValueError("act_batch needs at least one episode, each with at least one observation")
+        prepared = [self._padded([self._prepare(obs) for obs in history[-self.history_length:]])
+                    for history in histories]
+        return self._predict(prepared)
+
+    def _predict(self, histories: list[list[dict[str, np.ndarray]]]) -> np.ndarray:
         # inference_mode (cheaper than no_grad) unless the sampler needs autograd (Langevin).
         with torch.no_grad() if self.network.predict_needs_gradients else torch.inference_mode():
-            features = self.network.features(self._batch(history))
+            features = self.network.features(self._batch(histories))
             normalized = self.network.predict(features, GeneratorNoise(self._generator, self.device))
-            action = self.artifacts.bounds.denormalize(normalized)[0]
-        return action.cpu().numpy().astype(np.float32)
+            actions = self.artifacts.bounds.denormalize(normalized)
+        return actions.cpu().numpy().astype(np.float32)
 
     def energies(self, obs_history_or_last_obs: Union[None, Observation, Sequence[Observation]],
                  actions: np.ndarray) -> np.ndarray:
@@ -158,7 +175,7 @@ class Policy:
         history = self._history_for(obs_history_or_last_obs)
         candidates = torch.as_tensor(np.asarray(actions, np.float32), device=self.device).view(1, -1, self.action_dim)
         with torch.no_grad():
-            features = self.network.features(self._batch(history))
+            features = self.network.features(self._batch([history]))
             energies = self.network.energy(features, self.artifacts.bounds.normalize(candidates))
         return energies[0].cpu().numpy().astype(np.float32)
 
@@ -209,6 +226,7 @@ class Policy:
             prepared[key] = value
         return prepared
 
-    def _batch(self, history: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
-        return {key: torch.from_numpy(np.stack([obs[key] for obs in history])).unsqueeze(0).to(self.device)
-                for key in self.observation_keys}
+    def _batch(self, histories: list[list[dict[str, np.ndarray]]]) -> dict[str, torch.Tensor]:
+        """Padded histories -> {key: [B, history_length, ...]} on the policy's device."""
+        return {key: torch.from_numpy(np.stack([np.stack([obs[key] for obs in history]) for history in histories]))
+                .to(self.device) for key in self.observation_keys}

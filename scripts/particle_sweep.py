@@ -9,9 +9,14 @@ evaluated without retraining, so an interrupted sweep resumes where it stopped.
 
     ./run.sh python scripts/particle_sweep.py --out runs/particle_sweep
     ./run.sh python scripts/particle_sweep.py --dims 2 8 --methods langevin mse --steps 2000
+    # on a GPU, the paper's network, each training stopped after 5 minutes, batched evaluation:
+    ./run.sh python scripts/particle_sweep.py --paper-network --steps 50000 --device cuda \
+        --max-train-seconds 300 --eval-batch 100 --jobs 8 --data-workers 8
 
-Writes OUT/summary.json (every eval summary), OUT/results.md (successes per method and N) and
-OUT/success_vs_dim.png.
+Writes OUT/summary.json (every eval summary, with the training's steps and seconds; rewritten
+as each cell ends, so an interrupted sweep keeps what it finished), OUT/results.md (successes
+per method and N) and OUT/success_vs_dim.png. A cell that fails is reported at the end and does
+not stop the others.
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ import shlex
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +46,12 @@ LABELS = {"langevin": "IBC Langevin", "ar_dfo": "IBC autoregressive DFO", "dfo":
           "mse": "MSE", "marginal": "Langevin + marginal action sampler",
           "max_entropy": "Langevin + max-entropy regulariser"}
 PAPER_FIG6 = ["langevin", "ar_dfo", "dfo", "mse"]
+
+# --paper-network: appendix D.3's recipe where it differs per method (train_particle.yaml holds
+# the Langevin one); its explicit MSE-BC trains at batch 512, decay every 200 steps, dropout 0.1.
+PAPER_RECIPES: dict[str, list[str]] = {
+    "mse": ["optim.batch_size=512", "optim.lr_decay_steps=200", "model.mlp.dropout=0.1"],
+}
 
 # CPU budget: the paper's 128x16 spectral-norm ResNet with 64 counter-examples x 50 Langevin
 # iterations runs at 0.11 steps/s on one core here; this network trains at ~14 steps/s.
@@ -65,28 +76,40 @@ class Cell:
         return f"{self.task}_{self.method}"
 
 
-def cli(name: str) -> str:
-    """The project's console script next to this Python (works without an activated venv)."""
+# The console scripts the sweep runs and their modules (setup.py): without an installed package
+# (a bare GPU machine with the checkout only) the module runs as `python -m`.
+MODULES = {"ibc-data": "sim.cli.data", "ibc-train": "ibc_core.cli.train", "ibc-eval": "sim.cli.evaluate"}
+
+
+def cli(name: str) -> list[str]:
+    """The project's console script next to this Python (works without an activated venv), else
+    its module under this Python."""
     beside = Path(sys.executable).parent / name
-    return str(beside) if beside.exists() else name
+    return [str(beside)] if beside.exists() else [sys.executable, "-m", MODULES[name]]
 
 
-def run_logged(command: list[str], log: Path) -> None:
-    """Runs one CLI step, its output in `log`; a failure stops the sweep with the log named."""
-    print("$", shlex.join([Path(command[0]).name, *command[1:]]), flush=True)
+def run_logged(name: str, arguments: list[str], log: Path) -> None:
+    """Runs one CLI step, its output in `log`; a failure raises with the log named."""
+    print("$", shlex.join([name, *arguments]), flush=True)
     with log.open("a") as out:
-        completed = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT)
+        completed = subprocess.run([*cli(name), *arguments], stdout=out, stderr=subprocess.STDOUT)
     if completed.returncode != 0:
-        raise RuntimeError(f"{command[0]} failed (exit {completed.returncode}); see {log}")
+        raise RuntimeError(f"{name} failed (exit {completed.returncode}); see {log}")
 
 
 def generate_data(dim: int, args: argparse.Namespace) -> Path:
     data = args.out / "data" / f"particle_{dim}d"
     if not (data / "meta.json").exists():
-        run_logged([cli("ibc-data"), "generate", "--task", f"particle_{dim}d", "--episodes",
-                    str(args.episodes), "--out", str(data), "--seed", str(args.data_seed)],
+        run_logged("ibc-data", ["generate", "--task", f"particle_{dim}d", "--episodes", str(args.episodes),
+                                "--out", str(data), "--seed", str(args.data_seed), "--workers", str(args.data_workers)],
                    args.out / "logs" / f"data_{dim}d.log")
     return data
+
+
+def trained_steps(policy: Path) -> int:
+    """The step a policy file was exported at (below --steps when --max-train-seconds stopped it)."""
+    from ibc_core.checkpoint import read_checkpoint   # torch: imported only when a cell ends
+    return int(read_checkpoint(policy)["step"])
 
 
 def run_cell(cell: Cell, data: Path, args: argparse.Namespace) -> dict:
@@ -97,15 +120,19 @@ def run_cell(cell: Cell, data: Path, args: argparse.Namespace) -> dict:
         train_seconds = None
         if not (run_dir / "policy.pt").exists():   # ibc-train writes it when training ends
             started = time.monotonic()
-            overrides = ([] if args.paper_network else SMALL_NETWORK) + METHODS[cell.method]
-            run_logged([cli("ibc-train"), "train_particle", f"data.path={data}", f"run.out_dir={run_dir}",
-                        f"optim.steps={args.steps}", "run.threads=1", *overrides, *args.set], log)
+            network = PAPER_RECIPES.get(cell.method, []) if args.paper_network else SMALL_NETWORK
+            overrides = network + METHODS[cell.method]
+            limit = [f"run.max_seconds={args.max_train_seconds:g}"] if args.max_train_seconds else []
+            run_logged("ibc-train", ["train_particle", f"data.path={data}", f"run.out_dir={run_dir}",
+                                     f"optim.steps={args.steps}", "run.threads=1", f"run.device={args.device}",
+                                     *limit, *overrides, *args.set], log)
             train_seconds = round(time.monotonic() - started, 1)
-        run_logged([cli("ibc-eval"), "--checkpoint", str(run_dir / "policy.pt"), "--task", cell.task,
-                    "--episodes", str(args.eval_episodes), "--device", "cpu", "--threads", "1", "--json",
-                    str(summary)], log)
+        run_logged("ibc-eval", ["--checkpoint", str(run_dir / "policy.pt"), "--task", cell.task,
+                                "--episodes", str(args.eval_episodes), "--device", args.device, "--threads", "1",
+                                "--batch", str(args.eval_batch), "--json", str(summary)], log)
         result = json.loads(summary.read_text())
         result["train_seconds"] = train_seconds
+        result["train_steps"] = trained_steps(run_dir / "policy.pt")
         summary.write_text(json.dumps(result, indent=2))
     return {"dim": cell.dim, "method": cell.method, **json.loads(summary.read_text())}
 
@@ -124,7 +151,6 @@ def write_report(results: list[dict], args: argparse.Namespace) -> None:
             cells.append("—" if r is None else f"{r['successes']}/{r['episodes']}")
         lines.append(f"| {LABELS[method]} | " + " | ".join(cells) + " |")
     (args.out / "results.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
     plot(results, dims, methods, args.out / "success_vs_dim.png")
 
 
@@ -166,14 +192,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=10000, help="training steps per cell")
     parser.add_argument("--eval-episodes", type=int, default=100)
     parser.add_argument("--jobs", type=int, default=2, help="cells trained in parallel")
+    parser.add_argument("--data-workers", type=int, default=1, help="ibc-data processes per dimension")
+    parser.add_argument("--device", default="cpu", help="training and evaluation device: cpu, cuda, cuda:N")
+    parser.add_argument("--max-train-seconds", type=float, default=0.0,
+                        help="stop each training after this long (run.max_seconds; 0: run all --steps); "
+                             "the step reached is reported")
+    parser.add_argument("--eval-batch", type=int, default=1,
+                        help="episodes evaluated in lock-step, one policy call per step (ibc-eval --batch)")
     parser.add_argument("--paper-network", action="store_true",
-                        help="keep train_particle.yaml's 128x16 network (hours per cell on a CPU)")
+                        help="keep train_particle.yaml's 128x16 network and appendix D.3's recipe "
+                             "(hours per cell on a CPU)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="extra ibc-train overrides for every cell")
     args = parser.parse_args(argv)
     bad = [d for d in args.dims if d < 1]
     if bad:
         parser.error(f"--dims must be >= 1, got {bad}")
+    for name in ("jobs", "data_workers", "eval_batch", "steps", "episodes", "eval_episodes"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    if not args.max_train_seconds >= 0:
+        parser.error("--max-train-seconds must be >= 0")
     return args
 
 
@@ -182,10 +221,25 @@ def main(argv: list[str] | None = None) -> int:
     for folder in ("data", "runs", "eval", "logs"):
         (args.out / folder).mkdir(parents=True, exist_ok=True)
     data = {dim: generate_data(dim, args) for dim in args.dims}
-    cells = [Cell(dim, method) for dim in args.dims for method in args.methods]
+    # --methods order first: with fewer --jobs than cells, the first methods start first.
+    cells = [Cell(dim, method) for method in args.methods for dim in args.dims]
+    results, failures = [], []
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        results = list(pool.map(lambda cell: run_cell(cell, data[cell.dim], args), cells))
-    write_report(results, args)
+        futures = {pool.submit(run_cell, cell, data[cell.dim], args): cell for cell in cells}
+        for future in as_completed(futures):
+            try:
+                results.append(future.result())
+            except RuntimeError as exc:
+                failures.append(f"{futures[future].name}: {exc}")
+                print(f"FAILED {futures[future].name}: {exc}", flush=True)
+                continue
+            results.sort(key=lambda r: (r["dim"], list(METHODS).index(r["method"])))
+            write_report(results, args)
+    if results:
+        print((args.out / "results.md").read_text(), end="")
+    if failures:
+        print(f"{len(failures)} of {len(cells)} cells failed:\n  " + "\n  ".join(failures), file=sys.stderr)
+        return 1
     return 0
 
 

@@ -2,16 +2,18 @@
 particle_<N>d), and the seed ranges that keep training and evaluation apart."""
 from __future__ import annotations
 
-from typing import Sequence, Union
+from typing import TYPE_CHECKING, Sequence, Union
 
 import numpy as np
 
-from sim.block_push import PushEnv
 from sim.config import TaskConfig, load_task_config
 from sim.oracles import ParticleOracle, PushOracle
 from sim.particle import ParticleEnv
 
-Env = Union[PushEnv, ParticleEnv]
+if TYPE_CHECKING:
+    from sim.block_push import PushEnv
+
+Env = Union["PushEnv", ParticleEnv]
 
 # Demonstrations use seeds below EVAL_SEED_BASE, evaluation seeds from it upwards, so no
 # evaluation episode ever repeats a training episode.
@@ -23,7 +25,11 @@ VALIDATION_SEED_BASE = 2_000_000
 
 def make_env(task: str | TaskConfig, overrides: Sequence[str] = ()) -> Env:
     config = task if isinstance(task, TaskConfig) else load_task_config(task, overrides)
-    return PushEnv(config) if config.kind == "push" else ParticleEnv(config)
+    if config.kind == "particle":
+        return ParticleEnv(config)
+    # Imported here: the particle tasks run without PyBullet (e.g. on a GPU machine without it).
+    from sim.block_push import PushEnv
+    return PushEnv(config)
 
 
 class OraclePolicy:
@@ -35,11 +41,10 @@ class OraclePolicy:
 
     def __init__(self, env: Env):
         config = env.config
-        if isinstance(env, PushEnv):
-            self.oracle: PushOracle | ParticleOracle = PushOracle(config.control_hz, env.world.num_targets,
-                                                                   config.success_tolerance)
+        if isinstance(env, ParticleEnv):
+            self.oracle: PushOracle | ParticleOracle = ParticleOracle(env.dim, config.particle_goal_radius)
         else:
-            self.oracle = ParticleOracle(env.dim, config.particle_goal_radius)
+            self.oracle = PushOracle(config.control_hz, env.world.num_targets, config.success_tolerance)
         self.observation_keys = ("state",)
         self.action_low = np.asarray(env.action_low)
         self.action_high = np.asarray(env.action_high)

@@ -40,7 +40,7 @@ def test_float32_dfo_matches_reference_samples_and_energies() -> None:
     obs = dfo_inference.synthetic_observations(optimised, 1)[0]
     network = optimised.network
     with torch.inference_mode():
-        features = network.features(optimised._batch(optimised._padded([optimised._prepare(obs)])))
+        features = network.features(optimised._batch([optimised._padded([optimised._prepare(obs)])]))
         energy = network._bound_energy(features, torch.float32)
         best, samples, energies = dfo_optimize(energy, 1, 2, network.ebm.dfo,
                                                GeneratorNoise(torch.Generator().manual_seed(5), CPU), CPU)
@@ -62,7 +62,7 @@ def test_low_precision_choice_is_rescored_in_float32(dtype: torch.dtype) -> None
     network = optimised.network
     obs = dfo_inference.synthetic_observations(optimised, 1)[0]
     with torch.inference_mode():
-        features = network.features(optimised._batch(optimised._padded([optimised._prepare(obs)])))
+        features = network.features(optimised._batch([optimised._padded([optimised._prepare(obs)])]))
         fast, exact = network._bound_energy(features, dtype), network._bound_energy(features, torch.float32)
         noise = lambda: GeneratorNoise(torch.Generator().manual_seed(3), CPU)
         chosen, samples, fast_energies = dfo_optimize(fast, 1, 2, network.ebm.dfo, noise(), CPU, rescore_fn=exact)

@@ -95,6 +95,38 @@ def test_round_trip_gives_identical_actions(pixel_policy_path: Path, tmp_path: P
     np.testing.assert_array_equal(rollout(policy, images), rollout(policy, images))  # reset reseeds
 
 
+@pytest.mark.parametrize("kind", ["ebm", "mse"])
+def test_act_batch_acts_for_independent_histories(kind: str, pixel_data: Path, tmp_path: Path) -> None:
+    policy = Policy.load(train(pixel_data, tmp_path, (f"model.kind={kind}",)), "cpu")
+    images = frames(3)
+    obs = [{"state": np.full(10, i, np.float32), "rgb": frame} for i, frame in enumerate(images)]
+    histories = [obs[:1], obs[:3], obs[1:2]]   # the second is longer than history_length (2)
+    actions = policy.act_batch(histories)
+    assert actions.shape == (3, 2) and actions.dtype == np.float32
+    assert np.all(actions >= policy.action_low - 1e-6) and np.all(actions <= policy.action_high + 1e-6)
+    if kind == "mse":   # deterministic: exactly what act() gives after the same observations
+        for history, action in zip(histories, actions):
+            policy.reset()
+            for observation in history[:-1]:
+                policy.act(observation)
+            np.testing.assert_allclose(policy.act(history[-1]), action, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="at least one observation"):
+        policy.act_batch([obs[:1], []])
+
+
+def test_time_limit_stops_training_at_a_reproducible_step(pixel_data: Path, tmp_path: Path) -> None:
+    # A budget that runs out after the first step: the run saves and exports that step.
+    stopped = read_checkpoint(train(pixel_data, tmp_path / "limited", ("optim.steps=8", "run.max_seconds=1e-9")))
+    assert stopped["step"] == 1
+    assert read_checkpoint(tmp_path / "limited" / "checkpoints" / "last.pt")["step"] == 1
+    # The learning rate depends on the step alone: optim.steps=1 is the same run.
+    straight = read_checkpoint(train(pixel_data, tmp_path / "straight", ("optim.steps=1",)))
+    for key, value in straight["weights"].items():
+        torch.testing.assert_close(stopped["weights"][key], value, rtol=0, atol=0, msg=key)
+    with pytest.raises(ConfigError, match="max_seconds must be a finite number >= 0"):
+        train(pixel_data, tmp_path / "bad", ("run.max_seconds=-1",))
+
+
 def test_corrupt_truncated_and_mismatched_checkpoints(pixel_policy_path: Path, tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="does not exist"):
         Policy.load(tmp_path / "missing.pt")

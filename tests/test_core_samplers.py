@@ -110,3 +110,15 @@ def test_hashed_noise_depends_only_on_seed_step_and_sample() -> None:
     assert abs(values.mean().item() - 0.5) < 0.005 and abs(values.std().item() - 12 ** -0.5) < 0.005
     normals = HashedNoise(0, 0, torch.arange(256)).normal(256, 1000).flatten()
     assert abs(normals.mean().item()) < 0.01 and abs(normals.std().item() - 1) < 0.01
+
+
+@pytest.mark.parametrize("make", [lambda: HashedNoise(3, 17, torch.arange(5, 9)),
+                                  lambda: GeneratorNoise(torch.Generator().manual_seed(4), CPU)])
+def test_normal_sequence_is_the_same_draws_as_one_call_each(make) -> None:
+    """A Langevin chain draws all its steps' noise at once; the values (and every later draw)
+    are exactly those of one normal() call per step, so chains and training runs are unchanged."""
+    one_by_one, at_once = make(), make()
+    expected = [one_by_one.uniform(4, 3), *[one_by_one.normal(4, 6, 2) for _ in range(7)], one_by_one.uniform(4, 5)]
+    drawn = [at_once.uniform(4, 3), *at_once.normal_sequence(7, 4, 6, 2), at_once.uniform(4, 5)]
+    for want, got in zip(expected, drawn, strict=True):
+        assert torch.equal(want, got)

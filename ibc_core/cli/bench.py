@@ -140,7 +140,7 @@ def bench_training(artifacts: PolicyArtifacts, device: torch.device, steps: int,
     step = iter(range(10 ** 9))
 
     def train_step() -> None:
-        loss, _ = network.loss(network.features(obs), actions, HashedNoise(0, next(step), torch.arange(batch)))
+        loss, _ = network.loss(network.features(obs), actions, HashedNoise(0, next(step), torch.arange(batch, device=device)))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import torch
+from torch.nn.utils import parametrize
 
 from ibc_core.losses import energy_gradient_norm, energy_variance, gradient_penalty, info_nce
 from ibc_core.models.base import PolicyNetwork
@@ -66,7 +67,11 @@ class EnergyNetwork(PolicyNetwork):
         if self.ebm.sampler != "langevin":
             return initial
         fixed = features.detach()
-        return langevin_chain(lambda a: self.energy(fixed, a), initial, self.ebm.langevin, noise)
+        # Spectral normalisation once for the whole chain, not on each of its forward passes
+        # (a power iteration and a division per layer, most of a step's work): the chain only
+        # needs gradients with respect to the actions.
+        with parametrize.cached():
+            return langevin_chain(lambda a: self.energy(fixed, a), initial, self.ebm.langevin, noise)
 
     def loss(self, features: torch.Tensor, actions: torch.Tensor,
              noise: Noise) -> tuple[torch.Tensor, dict[str, float]]:
@@ -101,12 +106,13 @@ class EnergyNetwork(PolicyNetwork):
             return best
         langevin = self.ebm.langevin
         samples = uniform_actions(noise, batch, langevin.inference_samples, dim).to(features.device)
-        samples = langevin_chain(lambda a: self.energy(features, a), samples, langevin, noise)
-        if langevin.second_chain:
-            samples = langevin_chain(lambda a: self.energy(features, a), samples, langevin, noise,
-                                     step_init=langevin.second_chain_step_init)
-        with torch.no_grad():
-            return select_lowest(samples, self.energy(features, samples))
+        with parametrize.cached():   # the weights are fixed here: normalise them once
+            samples = langevin_chain(lambda a: self.energy(features, a), samples, langevin, noise)
+            if langevin.second_chain:
+                samples = langevin_chain(lambda a: self.energy(features, a), samples, langevin, noise,
+                                         step_init=langevin.second_chain_step_init)
+            with torch.no_grad():
+                return select_lowest(samples, self.energy(features, samples))
 
     def measured_gradient_norm(self, features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         return energy_gradient_norm(lambda a: self.energy(features, a), actions)

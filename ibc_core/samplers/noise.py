@@ -36,6 +36,9 @@ def _mix(x: torch.Tensor) -> torch.Tensor:
 class Noise(Protocol):
     def uniform(self, batch: int, *shape: int) -> torch.Tensor: ...
     def normal(self, batch: int, *shape: int) -> torch.Tensor: ...
+    def normal_sequence(self, count: int, batch: int, *shape: int) -> torch.Tensor:
+        """[count, batch, *shape]: what `count` successive normal() calls return."""
+        ...
 
 
 class GeneratorNoise:
@@ -50,6 +53,10 @@ class GeneratorNoise:
     def normal(self, batch: int, *shape: int) -> torch.Tensor:
         return torch.randn((batch, *shape), generator=self.generator, device=self.device)
 
+    def normal_sequence(self, count: int, batch: int, *shape: int) -> torch.Tensor:
+        # One draw per call: a single large draw would consume the generator differently.
+        return torch.stack([self.normal(batch, *shape) for _ in range(count)])
+
 
 class HashedNoise:
     """Noise keyed by (seed, step, sample id, call number, element): independent of batch layout."""
@@ -60,22 +67,33 @@ class HashedNoise:
         self._base = _mix(base + _GOLDEN).to(sample_ids.device)
         self._calls = 0
 
-    def _bits(self, batch: int, shape: tuple[int, ...]) -> torch.Tensor:
+    def _bits(self, calls: int, batch: int, shape: tuple[int, ...]) -> torch.Tensor:
+        """[calls, batch, *shape]: the bits of the next `calls` calls, computed together (one
+        set of kernels instead of one per call: a Langevin chain draws 50)."""
         if batch != len(self.sample_ids):
             raise ValueError(f"noise for {batch} samples requested, have {len(self.sample_ids)} sample ids")
-        self._calls += 1
+        device = self.sample_ids.device
+        numbers = torch.arange(self._calls + 1, self._calls + calls + 1, device=device, dtype=torch.int64)
+        self._calls += calls
         numel = math.prod(shape)
-        key = _mix(self._base + _signed(self._calls * _GOLDEN))
-        per_sample = _mix(key + self.sample_ids * _M2)                        # [B]
-        element = torch.arange(numel, device=self.sample_ids.device, dtype=torch.int64)
-        return _mix(per_sample[:, None] + (element[None, :] + 1) * _GOLDEN).view(batch, *shape)
+        key = _mix(self._base + numbers * _GOLDEN)                            # [calls], wrapping
+        per_sample = _mix(key[:, None] + self.sample_ids[None, :] * _M2)      # [calls, B]
+        element = torch.arange(numel, device=device, dtype=torch.int64)
+        return _mix(per_sample[:, :, None] + (element + 1) * _GOLDEN).view(calls, batch, *shape)
 
-    def uniform(self, batch: int, *shape: int) -> torch.Tensor:
-        bits = _shift_right(self._bits(batch, shape), 40)                    # top 24 bits
+    def _uniforms(self, calls: int, batch: int, shape: tuple[int, ...]) -> torch.Tensor:
+        bits = _shift_right(self._bits(calls, batch, shape), 40)             # top 24 bits
         return bits.to(torch.float32) * (1.0 / (1 << 24))
 
+    def uniform(self, batch: int, *shape: int) -> torch.Tensor:
+        return self._uniforms(1, batch, shape)[0]
+
     def normal(self, batch: int, *shape: int) -> torch.Tensor:
-        # Box-Muller on two independent uniform draws; 1 - u keeps the log finite.
-        u1 = 1.0 - self.uniform(batch, *shape)
-        u2 = self.uniform(batch, *shape)
+        return self.normal_sequence(1, batch, *shape)[0]
+
+    def normal_sequence(self, count: int, batch: int, *shape: int) -> torch.Tensor:
+        # Box-Muller on two independent uniform draws (calls 2i+1, 2i+2 for the i-th normal);
+        # 1 - u keeps the log finite.
+        uniforms = self._uniforms(2 * count, batch, shape)
+        u1, u2 = 1.0 - uniforms[0::2], uniforms[1::2]
         return torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2.0 * math.pi * u2)

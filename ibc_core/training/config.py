@@ -5,6 +5,7 @@ the exact network and its inference procedure.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
 
@@ -233,11 +234,17 @@ class RunConfig:
     keep_checkpoints: int = 3
     log_every: int = 50
     progress: bool = True
+    # Wall-clock budget in seconds (0: none). When it runs out, training stops after the current
+    # step and saves/exports as at the end; the learning rate depends on the step alone, so
+    # optim.steps=<the step reached> reproduces the run, and --resume continues it.
+    max_seconds: float = 0.0
 
     def validate(self) -> None:
         for name in ("checkpoint_every", "log_every", "keep_checkpoints"):
             _require(getattr(self, name) >= 1, name, "must be >= 1", getattr(self, name))
         _require(self.threads >= 0, "threads", "must be >= 0", self.threads)
+        _require(math.isfinite(self.max_seconds) and self.max_seconds >= 0, "max_seconds",
+                 "must be a finite number >= 0 (0: no limit)", self.max_seconds)
 
 
 @dataclass

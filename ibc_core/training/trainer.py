@@ -154,6 +154,8 @@ class Trainer:
         bar = tqdm(range(start, cfg.optim.steps), initial=start, total=cfg.optim.steps, desc="train",
                    disable=not (cfg.run.progress and self.ctx.is_main), dynamic_ncols=True)
         network.train()
+        deadline = time.monotonic() + cfg.run.max_seconds if cfg.run.max_seconds else None
+        last = cfg.optim.steps
         for step in bar:
             rows = self._global_batch(step, len(demos))[positions]
             # Counter-examples etc. keyed by the global batch position: same draws for any process count.
@@ -169,10 +171,16 @@ class Trainer:
                 bar.set_postfix(log.record(done, loss.item(), scheduler.get_last_lr()[0], metrics))
             if done % cfg.run.checkpoint_every == 0 and done < cfg.optim.steps:
                 self._checkpoint(network, artifacts, optimizer, scheduler, done)
+            if deadline is not None and done < cfg.optim.steps and time.monotonic() >= deadline:
+                last = done
+                bar.write(f"run.max_seconds={cfg.run.max_seconds:g} reached at step {done} of {cfg.optim.steps}: "
+                          f"saved (optim.steps={done} reproduces this run; --resume continues it)")
+                break
+        bar.close()
         log.close()
-        self._checkpoint(network, artifacts, optimizer, scheduler, cfg.optim.steps)
+        self._checkpoint(network, artifacts, optimizer, scheduler, last)
         network.eval()
-        return self._export(network, artifacts, cfg.optim.steps)
+        return self._export(network, artifacts, last)
 
     def _step(self, network: PolicyNetwork, obs: dict[str, torch.Tensor], actions: torch.Tensor,
               noise: HashedNoise) -> tuple[torch.Tensor, dict[str, float]]:

@@ -29,7 +29,6 @@ from ibc_core.data.preprocess import preprocess_image
 from sim.config import TaskConfig, load_task_config, task_names
 from sim.rollout import run_episode
 from sim.tasks import EVAL_SEED_BASE, OraclePolicy, make_env
-from ibc_ros.recording.bag_to_dataset import add_from_bags_subcommand
 
 _worker_state: dict = {}
 
@@ -120,6 +119,25 @@ def generate(task: str, episodes: int, out: Path, workers: int = 1, seed: int = 
     return written, failed
 
 
+def _add_from_bags_subcommand(sub: argparse._SubParsersAction) -> None:
+    """from-bags: recorded rosbag2 demonstrations (ibc_ros.recording, no rclpy). It needs rosbags
+    and, for the controller's envelope, PyBullet; where they are missing (e.g. a GPU machine that
+    only generates particle demos) `generate` still works and from-bags says what is missing."""
+    try:
+        from ibc_ros.recording.bag_to_dataset import add_from_bags_subcommand
+    except ImportError as exc:
+        reason = f"from-bags needs {exc.name}, which is not installed here ({exc})"
+        missing = sub.add_parser("from-bags", help=f"unavailable here: {exc}")
+        missing.set_defaults(func=lambda _args: _unavailable(reason))
+        return
+    add_from_bags_subcommand(sub)
+
+
+def _unavailable(reason: str) -> int:
+    print(f"ibc-data: error: {reason}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ibc-data", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -134,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
                      help="task config override, e.g. --set max_steps=100")
     gen.add_argument("--keep-failed", action="store_true",
                      help="also store failed episodes (success=False), e.g. noisy-oracle data for IRvS")
-    add_from_bags_subcommand(sub)  # recorded rosbag2 demonstrations (ibc_ros.recording, no rclpy)
+    _add_from_bags_subcommand(sub)
     args = parser.parse_args(argv)
     if args.command != "generate":
         return args.func(args)

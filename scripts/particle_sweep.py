@@ -151,30 +151,40 @@ def write_report(results: list[dict], args: argparse.Namespace) -> None:
             cells.append("—" if r is None else f"{r['successes']}/{r['episodes']}")
         lines.append(f"| {LABELS[method]} | " + " | ".join(cells) + " |")
     (args.out / "results.md").write_text("\n".join(lines) + "\n")
-    plot(results, dims, methods, args.out / "success_vs_dim.png")
+    plot([("", results)], args.out / "success_vs_dim.png")
 
 
-def plot(results: list[dict], dims: list[int], methods: list[str], path: Path) -> None:
+def plot(series: list[tuple[str, list[dict]]], path: Path) -> None:
+    """Success rate (95 % Wilson interval) vs N, one line per method of each (label, results)
+    series; later series are drawn dashed with square markers (e.g. another machine's cells)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(6, 4))
-    for method in methods:
-        rows = sorted((r for r in results if r["method"] == method), key=lambda r: r["dim"])
-        rates = [r["success_rate"] for r in rows]
-        # max(0, .): the interval's ends can sit a rounding error inside the rate
-        low = [max(0.0, r["success_rate"] - r["wilson95"][0]) for r in rows]
-        high = [max(0.0, r["wilson95"][1] - r["success_rate"]) for r in rows]
-        axes.errorbar([r["dim"] for r in rows], rates, yerr=[low, high], marker="o", capsize=3,
-                      label=LABELS[method])
+    several = len(series) > 1
+    figure, axes = plt.subplots(figsize=(11, 4.5) if several else (6, 4))
+    colours = {method: f"C{index}" for index, method in enumerate(METHODS)}
+    dims = sorted({r["dim"] for _, results in series for r in results})
+    for index, (label, results) in enumerate(series):
+        for method in [m for m in METHODS if any(r["method"] == m for r in results)]:
+            rows = sorted((r for r in results if r["method"] == method), key=lambda r: r["dim"])
+            rates = [r["success_rate"] for r in rows]
+            # max(0, .): the interval's ends can sit a rounding error inside the rate
+            low = [max(0.0, r["success_rate"] - r["wilson95"][0]) for r in rows]
+            high = [max(0.0, r["wilson95"][1] - r["success_rate"]) for r in rows]
+            axes.errorbar([r["dim"] for r in rows], rates, yerr=[low, high], capsize=3, color=colours[method],
+                          marker="os^D"[index % 4], linestyle=["-", "--", ":", "-."][index % 4],
+                          label=f"{LABELS[method]}, {label}" if label else LABELS[method])
     axes.set_xscale("log", base=2)
     axes.set_xticks(dims, [str(d) for d in dims])
     axes.set_ylim(-0.02, 1.02)
     axes.set_xlabel("particle dimension N")
     axes.set_ylabel("success rate (95% Wilson)")
     axes.set_title("N-D particle (paper Fig. 6)")
-    axes.legend()
+    if several:   # beside the axes: the lines would hide under it
+        axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    else:
+        axes.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=120)
 

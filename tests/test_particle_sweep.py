@@ -30,6 +30,18 @@ def test_particle_sweep_writes_results_and_resumes(tmp_path: Path) -> None:
     # Every step is printed as the command that reproduces it.
     assert "$ ibc-train train_particle" in first.stdout and "ebm.gradient_penalty.enabled=false" in first.stdout
 
+    # The figure of several sweeps side by side (e.g. CPU cells and GPU cells).
+    figure = tmp_path / "figure.png"
+    drawn = subprocess.run([sys.executable, str(REPO / "scripts" / "particle_figure.py"), "--out", str(figure),
+                            f"cpu run={tmp_path / 'summary.json'}", f"gpu run={tmp_path / 'summary.json'}"],
+                           capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert drawn.returncode == 0, drawn.stderr[-2000:]
+    assert figure.stat().st_size > 10_000
+    bad = subprocess.run([sys.executable, str(REPO / "scripts" / "particle_figure.py"), "--out", str(figure),
+                          str(tmp_path / "summary.json")], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert bad.returncode == 2 and "must be LABEL=PATH" in bad.stderr
+    figure.unlink()
+
     second = sweep(tmp_path)
     assert second.returncode == 0, second.stderr[-2000:]
     assert "$ " not in second.stdout  # nothing regenerated, retrained or re-evaluated

@@ -83,16 +83,32 @@ def save_checkpoint(path: str | Path, network: PolicyNetwork, artifacts: PolicyA
     return path
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The raw payload, after checking it is a readable checkpoint of this format."""
+# What ibc-train exports into its run folder; a run folder stands for this file.
+POLICY_FILE = "policy.pt"
+
+
+def policy_file(path: str | Path) -> Path:
+    """A checkpoint file as given, or a training run's folder: its exported policy.pt."""
     path = Path(path)
+    return path / POLICY_FILE if path.is_dir() else path
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The raw payload, after checking it is a readable checkpoint of this format. A training
+    run's folder reads its policy.pt."""
+    given, path = Path(path), policy_file(path)
+    if given.is_dir() and not path.is_file():
+        raise CheckpointError(f"{given} is a folder without {POLICY_FILE}: pass a checkpoint file, or the "
+                              f"folder of a finished training run (ibc-train writes RUN/{POLICY_FILE})")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises RuntimeError, UnpicklingError, EOFError, ... for bad files
-        raise CheckpointError(f"checkpoint {path} is corrupt or truncated "
-                              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
+        # torch's own message can advise weights_only=False, i.e. running code from the file: not
+        # advice to pass on about a file that is not a checkpoint.
+        raise CheckpointError(f"{path} is not a readable checkpoint: corrupt or truncated, or another kind of "
+                              f"file (torch.load: {type(exc).__name__})") from exc
     if not isinstance(payload, dict) or payload.get("kind") != KIND:
         raise CheckpointError(f"{path} is not an ibc_ros policy checkpoint")
     if payload.get("format_version") != FORMAT_VERSION:

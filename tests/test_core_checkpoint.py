@@ -246,3 +246,15 @@ def test_load_overrides_change_inference_settings_only(pixel_policy_path: Path) 
         Policy.load(pixel_policy_path, "cpu", overrides=["ebm.dfo.samples=0"])
     with pytest.raises(ConfigError, match="unknown field.*ebm.dfo.sample"):
         Policy.load(pixel_policy_path, "cpu", overrides=["ebm.dfo.sample=64"])
+
+
+def test_training_precision_is_fast_where_it_runs() -> None:
+    from ibc_core.training.trainer import training_precision
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert training_precision("auto", cpu, fast_bfloat16=True) == torch.bfloat16
+    # The reported defect: auto used inference's choice, int8 (no autocast dtype) on AVX2 CPUs.
+    assert training_precision("auto", cpu, fast_bfloat16=False) == torch.float32
+    assert training_precision("auto", cuda) == torch.bfloat16
+    assert training_precision("float32", cpu, fast_bfloat16=True) == torch.float32
+    with pytest.warns(RuntimeWarning, match="bfloat16 is emulated here"):
+        assert training_precision("bfloat16", cpu, fast_bfloat16=False) == torch.bfloat16

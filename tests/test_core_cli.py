@@ -4,9 +4,11 @@ data-parallel training producing the same model."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,7 @@ import pytest
 import torch
 import yaml
 
-from ibc_core.checkpoint import read_checkpoint
+from ibc_core.checkpoint import CheckpointError, read_checkpoint
 from ibc_core.cli.train import main as train_main
 from ibc_core.data.synthetic import write_function_dataset
 from ibc_core.policy import Policy
@@ -125,3 +127,39 @@ def test_ibc_bench_reports_latency_percentiles(what: str, config: str, capsys) -
     assert report["config"] == config and report["device"] == "cpu"
     assert 0 < report["p50_ms"] <= report["p99_ms"] <= report["max_ms"]
     assert bench_main(["inference", "--config", "no_such_config"]) == 2
+
+
+def test_ctrl_c_saves_and_resume_takes_the_runs_own_settings(config_file: Path, tmp_path: Path) -> None:
+    """Ctrl-C ends training after a whole step, saved, with the command that continues; that
+    command (no data.path, no steps) continues with the run's stored configuration."""
+    out = tmp_path / "run"
+    process = subprocess.Popen([ibc_train(), str(config_file), f"run.out_dir={out}", "optim.steps=100000",
+                                "run.checkpoint_every=5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 180   # a bound on waiting, not a timing assertion
+    while not (out / "checkpoints" / "step_00000005.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr
+    saved = read_checkpoint(out / "checkpoints" / "last.pt")["step"]
+    assert saved >= 5 and f"interrupted after step {saved}" in stderr
+    assert f"ibc-train {config_file} run.out_dir={out} --resume" in stderr
+
+    # The printed command as given, plus one explicit change; data.path and the rest are the run's.
+    resumed = run([ibc_train(), str(config_file), f"run.out_dir={out}", "--resume", f"optim.steps={saved + 3}"])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resuming {out} at step {saved} with its stored configuration, changed by: optim.steps={saved + 3}" \
+        in resumed.stdout
+    assert read_checkpoint(out / "policy.pt")["step"] == saved + 3
+    stored = read_checkpoint(out / "policy.pt")["config"]
+    assert stored["run"]["checkpoint_every"] == 5 and stored["optim"]["steps"] == saved + 3
+
+
+def test_a_run_folder_stands_for_its_policy(config_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert train_main([str(config_file), f"run.out_dir={out}", "optim.steps=2"]) == 0
+    assert Policy.load(out, "cpu").act({"state": np.zeros(4, np.float32)}).shape == (2,)
+    with pytest.raises(CheckpointError, match="is a folder without policy.pt"):
+        Policy.load(tmp_path, "cpu")

@@ -78,7 +78,8 @@ class EnergyNetwork(PolicyNetwork):
         negatives = self.counter_examples(features, noise)
         energies = self.energy(features, torch.cat([actions.unsqueeze(1), negatives], dim=1))
         loss = info_nce(energies[:, 0], energies[:, 1:])
-        metrics = {"info_nce": loss.item(), "energy_gap": (energies[:, 1:].mean() - energies[:, 0].mean()).item()}
+        info_nce_value = loss.item()
+        metrics = {"energy_gap": (energies[:, 1:].mean() - energies[:, 0].mean()).item()}
         if self.ebm.max_entropy_weight > 0:
             variance = energy_variance(energies[:, 1:])
             loss = loss + self.ebm.max_entropy_weight * variance
@@ -92,6 +93,8 @@ class EnergyNetwork(PolicyNetwork):
             penalty = gradient_penalty(lambda a: self.energy(features, a), negatives, penalty_cfg.margin)
             loss = loss + penalty_cfg.weight * penalty
             metrics["grad_penalty"] = penalty.item()
+        if len(metrics) > 1:   # other terms joined the loss: InfoNCE alone is a curve of its own
+            metrics["info_nce"] = info_nce_value
         return loss, metrics
 
     def predict(self, features: torch.Tensor, noise: Noise) -> torch.Tensor:

@@ -3,7 +3,11 @@ counter-examples (HashedNoise keyed by global batch position), Adam with exponen
 periodic atomic checkpoints with resume, TensorBoard scalars, data parallel via torchrun."""
 from __future__ import annotations
 
+import signal
+import sys
+import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Optional
 
@@ -11,7 +15,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ibc_core.checkpoint import (PolicyArtifacts, artifacts_from_payload, load_weights, read_checkpoint,
+from ibc_core.checkpoint import (POLICY_FILE, PolicyArtifacts, artifacts_from_payload, load_weights, read_checkpoint,
                                  save_checkpoint)
 from ibc_core.config_io import ConfigError, from_dict, to_dict
 from ibc_core.data.episodes import DatasetError
@@ -21,12 +25,11 @@ from ibc_core.models.base import PolicyNetwork
 from ibc_core.models.encoders import ObservationSpec
 from ibc_core.models.explicit import NearestNeighbourNetwork
 from ibc_core.normalization import ActionBounds, ObservationStats
-from ibc_core.policy import resolve_device, resolve_precision
+from ibc_core.policy import cpu_has_fast_bfloat16, resolve_device
 from ibc_core.samplers.noise import HashedNoise
 from ibc_core.training.config import AugmentConfig, TrainConfig
 from ibc_core.training.distributed import DistContext, average_gradients, init_distributed, shutdown
 
-POLICY_FILE = "policy.pt"
 LAST_CHECKPOINT = "last.pt"
 
 
@@ -73,6 +76,58 @@ def augment_images(rgb: torch.Tensor, cfg: AugmentConfig, noise: HashedNoise) ->
     return rgb
 
 
+class TrainingInterrupted(Exception):
+    """Ctrl-C ended training after a whole step; that step is saved in `checkpoint`."""
+
+    def __init__(self, step: int, checkpoint: Path):
+        super().__init__(f"interrupted after step {step}; saved {checkpoint}")
+        self.step, self.checkpoint = step, checkpoint
+
+
+class _InterruptRequest:
+    """While active, Ctrl-C (SIGINT) asks training to stop after the step in progress: a step
+    cut short could leave the weights half-updated by the optimiser. A second Ctrl-C stops at
+    once. Only the main thread can handle signals; elsewhere Ctrl-C keeps its usual effect."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> "_InterruptRequest":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nCtrl-C: stopping after this step and saving (Ctrl-C again to abort without saving)",
+              file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def training_precision(precision: str, device: torch.device, fast_bfloat16: Optional[bool] = None) -> torch.dtype:
+    """Autocast dtype of the training forward pass. "auto": bfloat16 where it is fast (CUDA, CPUs
+    with AMX / AVX512-BF16), else float32. An explicit "bfloat16" on a CPU without it still
+    trains (bfloat16 is emulated there) but warns: on a 2-core AVX2 CPU it ran ~10x slower than
+    float32. fast_bfloat16: this CPU's answer (None: read it from /proc/cpuinfo)."""
+    if device.type == "cuda":
+        fast = True
+    else:
+        fast = cpu_has_fast_bfloat16() if fast_bfloat16 is None else fast_bfloat16
+    if precision == "auto":
+        return torch.bfloat16 if fast else torch.float32
+    if precision == "bfloat16" and not fast:
+        warnings.warn("optim.precision=bfloat16 on a CPU without AVX512-BF16 or AMX: bfloat16 is emulated here "
+                      "and training runs several times slower than in float32 (measured ~10x on an AVX2 CPU); "
+                      "optim.precision=auto picks float32 here", RuntimeWarning, stacklevel=2)
+    return torch.bfloat16 if precision == "bfloat16" else torch.float32
+
+
 class _TrainingLog:
     """Progress-bar postfix and TensorBoard scalars (writer is None off the main process)."""
 
@@ -108,7 +163,7 @@ class Trainer:
             torch.set_num_threads(cfg.run.threads)
         torch.manual_seed(cfg.run.seed)
         self.out_dir = Path(cfg.run.out_dir)
-        self.autocast_dtype = resolve_precision(cfg.optim.precision, self.device)
+        self.autocast_dtype = training_precision(cfg.optim.precision, self.device)
 
     # ----- public -----
     def run(self, demos: Optional[Demonstrations] = None) -> Path:
@@ -147,15 +202,30 @@ class Trainer:
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: cfg.optim.lr_decay ** (step / cfg.optim.lr_decay_steps))
         start = self._maybe_resume(network, artifacts, optimizer, scheduler)
-        actions = artifacts.bounds.normalize(demos.actions)
-        local = cfg.optim.batch_size // self.ctx.world_size
-        positions = torch.arange(self.ctx.rank * local, (self.ctx.rank + 1) * local)
+        save = lambda step: self._checkpoint(network, artifacts, optimizer, scheduler, step)  # noqa: E731
         log = _TrainingLog(self._tensorboard(), start)
         bar = tqdm(range(start, cfg.optim.steps), initial=start, total=cfg.optim.steps, desc="train",
                    disable=not (cfg.run.progress and self.ctx.is_main), dynamic_ncols=True)
         network.train()
+        try:
+            with _InterruptRequest() as interrupt:
+                last = self._steps(network, optimizer, scheduler, demos, artifacts, bar, log, save, interrupt)
+        finally:
+            bar.close()
+            log.close()
+        save(last)
+        network.eval()
+        return self._export(network, artifacts, last)
+
+    def _steps(self, network, optimizer, scheduler, demos: Demonstrations, artifacts: PolicyArtifacts, bar, log,
+               save, interrupt: "_InterruptRequest") -> int:
+        """The training steps; returns the last one done (below optim.steps when run.max_seconds
+        ran out). Ctrl-C saves after the step in progress and raises TrainingInterrupted."""
+        cfg = self.cfg
+        actions = artifacts.bounds.normalize(demos.actions)
+        local = cfg.optim.batch_size // self.ctx.world_size
+        positions = torch.arange(self.ctx.rank * local, (self.ctx.rank + 1) * local)
         deadline = time.monotonic() + cfg.run.max_seconds if cfg.run.max_seconds else None
-        last = cfg.optim.steps
         for step in bar:
             rows = self._global_batch(step, len(demos))[positions]
             # Counter-examples etc. keyed by the global batch position: same draws for any process count.
@@ -170,17 +240,15 @@ class Trainer:
             if done % cfg.run.log_every == 0 or done == cfg.optim.steps:
                 bar.set_postfix(log.record(done, loss.item(), scheduler.get_last_lr()[0], metrics))
             if done % cfg.run.checkpoint_every == 0 and done < cfg.optim.steps:
-                self._checkpoint(network, artifacts, optimizer, scheduler, done)
+                save(done)
+            if interrupt.requested:
+                save(done)
+                raise TrainingInterrupted(done, self.out_dir / "checkpoints" / LAST_CHECKPOINT)
             if deadline is not None and done < cfg.optim.steps and time.monotonic() >= deadline:
-                last = done
                 bar.write(f"run.max_seconds={cfg.run.max_seconds:g} reached at step {done} of {cfg.optim.steps}: "
                           f"saved (optim.steps={done} reproduces this run; --resume continues it)")
-                break
-        bar.close()
-        log.close()
-        self._checkpoint(network, artifacts, optimizer, scheduler, last)
-        network.eval()
-        return self._export(network, artifacts, last)
+                return done
+        return cfg.optim.steps
 
     def _step(self, network: PolicyNetwork, obs: dict[str, torch.Tensor], actions: torch.Tensor,
               noise: HashedNoise) -> tuple[torch.Tensor, dict[str, float]]:

@@ -76,9 +76,11 @@ class PolicyLoadError(RuntimeError):
 
 
 def resolve_checkpoint(name: str) -> Path:
-    """A path as given (absolute or relative to the working directory), else in the share dir."""
+    """A path as given (absolute or relative to the working directory), else in the share dir;
+    a training run's folder stands for its policy.pt."""
+    from ibc_core.checkpoint import policy_file   # imports torch, which the node loads next anyway
     candidates = [Path(name)] if Path(name).is_absolute() else [Path.cwd() / name, share_dir() / name]
-    candidates = list(dict.fromkeys(candidate.resolve() for candidate in candidates))
+    candidates = list(dict.fromkeys(policy_file(candidate.resolve()) for candidate in candidates))
     for candidate in candidates:
         if candidate.is_file():
             return candidate

@@ -23,6 +23,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 from sensor_msgs.msg import Image, JointState
 
 from ibc_core.config_io import ConfigError, load_config
+from ibc_ros.images import check_image, image_to_rgb as image_array  # noqa: F401  (the nodes' names)
 
 T = TypeVar("T")
 JOINT_NAMES = tuple(f"joint{i}" for i in range(1, 7))
@@ -77,26 +78,6 @@ def image_msg(frame: np.ndarray, stamp: TimeMsg, frame_id: str = "camera_color_o
     msg.header.frame_id = frame_id
     msg.data = np.ascontiguousarray(frame).tobytes()
     return msg
-
-
-def check_image(msg: Image) -> None:
-    """ValueError, naming what is wrong, unless msg is a non-empty rgb8/bgr8 image whose data
-    matches its header (cheap: reads the header and the data length only)."""
-    if msg.encoding not in ("rgb8", "bgr8"):
-        raise ValueError(f"unsupported image encoding {msg.encoding!r} (need rgb8 or bgr8)")
-    if msg.height == 0 or msg.width == 0:
-        raise ValueError(f"empty image ({msg.width}x{msg.height})")
-    if msg.step < msg.width * 3 or len(msg.data) != msg.height * msg.step:
-        raise ValueError(f"image data does not match its header: {len(msg.data)} bytes for "
-                         f"{msg.width}x{msg.height} {msg.encoding} with step {msg.step}")
-
-
-def image_array(msg: Image) -> np.ndarray:
-    """sensor_msgs/Image (rgb8 or bgr8) -> RGB uint8 [H, W, 3] (a copy); check_image's errors."""
-    check_image(msg)
-    rows = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)
-    frame = rows[:, :msg.width * 3].reshape(msg.height, msg.width, 3)
-    return np.ascontiguousarray(frame[..., ::-1] if msg.encoding == "bgr8" else frame)
 
 
 def joint_state_msg(positions: Sequence[float], stamp: TimeMsg) -> JointState:

@@ -19,7 +19,8 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, Si
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from rclpy.publisher import Publisher
-from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image, JointState
 
 from ibc_core.config_io import ConfigError, load_config
@@ -48,23 +49,59 @@ def config_from_parameters(node: Node, cls: type[T]) -> T:
 
     Parameters are dynamically typed so YAML's `1` for a float field is fine; the dataclass
     loader checks types and validate() and raises ConfigError naming the field.
-    """
-    raw: dict[str, Any] = {}
+
+    Every field is read once, here, at start-up: a later `ros2 param set` of one of them is
+    refused (SetParametersResult.successful false, the reason says so and whether the value
+    would even pass validation) and logged, instead of being accepted and silently ignored."""
+    values: dict[str, Any] = {}
     for name, default in _flat_defaults(cls).items():
         descriptor = ParameterDescriptor(dynamic_typing=True)
         # An empty list has no ROS type: declare it unset, keep the dataclass default if unset.
         value = node.declare_parameter(name, None if default == [] else default, descriptor).value
-        if value is None:
-            continue
+        if value is not None:
+            values[name] = value
+    try:
+        config = load_config(cls, _nested(values))
+    except ConfigError as exc:
+        raise ConfigError(f"node {node.get_name()}: parameter {exc}") from exc
+
+    def refuse_changes(parameters: list[Parameter]) -> SetParametersResult:
+        reason = startup_parameter_refusal(cls, values, {p.name: p.value for p in parameters})
+        if reason is None:
+            return SetParametersResult(successful=True)
+        node.get_logger().warning(f"parameter change refused: {reason}")
+        return SetParametersResult(successful=False, reason=reason)
+    node.add_on_set_parameters_callback(refuse_changes)
+    return config
+
+
+def _nested(values: dict[str, Any]) -> dict[str, Any]:
+    """{'a.b': v} -> {'a': {'b': v}}, ROS arrays as lists (what the dataclass loader reads)."""
+    raw: dict[str, Any] = {}
+    for name, value in values.items():
         node_dict = raw
         *parents, leaf = name.split(".")
         for part in parents:
             node_dict = node_dict.setdefault(part, {})
         node_dict[leaf] = list(value) if isinstance(value, (list, tuple)) or hasattr(value, "tolist") else value
+    return raw
+
+
+def startup_parameter_refusal(cls: type, current: dict[str, Any], changes: dict[str, Any]) -> str | None:
+    """Why a runtime change of ``cls``'s parameters is refused (None: it touches none of them).
+    The fields are read only at start-up; the reason also says if the new values would not even
+    pass the start-up validation, so the operator learns both at once."""
+    fields = set(_flat_defaults(cls))
+    touched = sorted(name for name in changes if name in fields)
+    if not touched:
+        return None
+    reason = (f"{', '.join(touched)} read only at start-up: not applied (restart the node with "
+              + " ".join(f"-p {name}:={changes[name]}" for name in touched) + ")")
     try:
-        return load_config(cls, raw)
-    except ConfigError as exc:
-        raise ConfigError(f"node {node.get_name()}: parameter {exc}") from exc
+        load_config(cls, _nested({**current, **{name: changes[name] for name in touched}}))
+    except (ConfigError, TypeError, ValueError) as exc:
+        reason += f"; the value is invalid too: {exc}"
+    return reason
 
 
 # ---------------------------------------------------------------------------- messages

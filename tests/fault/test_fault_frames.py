@@ -36,18 +36,21 @@ def frame(client: RosClient, ahead: Duration = Duration(), size: tuple[int, int]
     return image_msg(np.full((height, width, 3), 90, np.uint8), (client.now() + ahead).to_msg())
 
 
-def acts_on_good_frames(client: RosClient, images, setpoints: list, what: str) -> None:
-    """Publish fresh 320x180 frames until a setpoint carries one of their stamps."""
+def publish_until_acted_on(client: RosClient, images, setpoints: list, what: str,
+                        ahead: Duration = Duration()) -> set:
+    """Publish 320x180 frames stamped ``ahead`` of now until a setpoint carries one of their
+    stamps; returns the stamps sent."""
     sent: set = set()
 
     def answered() -> bool:
         if any(stamp_key(s.header.stamp) in sent for s in setpoints):
             return True
-        msg = frame(client)
+        msg = frame(client, ahead)
         sent.add(stamp_key(msg.header.stamp))
         images.publish(msg)
         return False
     wait_for(answered, 60, what, period=0.3)
+    return sent
 
 
 def policy_argv(checkpoint, *parameters: str) -> list[str]:
@@ -62,7 +65,7 @@ def test_future_frames_and_wrong_sizes_are_refused_and_the_policy_keeps_acting(t
         images = client.publisher(Image, "camera/image_raw", qos_profile_sensor_data)
         wait_for(lambda: images.get_subscription_count() > 0 and client.publishers_matched("setpoint_delta") > 0,
                  120, "policy node up")
-        acts_on_good_frames(client, images, setpoints, "a setpoint from a good frame")
+        publish_until_acted_on(client, images, setpoints, "a setpoint from a good frame")
 
         # A frame stamped 1 h ahead: logged, never acted on (publish_until_logged restamps it
         # an hour ahead each time it resends)...
@@ -78,13 +81,13 @@ def test_future_frames_and_wrong_sizes_are_refused_and_the_policy_keeps_acting(t
             return False
         wait_for(resend_future, 30, "the future frame's log line", period=0.5)
         # ...and the good frames after it are acted on.
-        acts_on_good_frames(client, images, setpoints, "a setpoint from a good frame after the future one")
+        publish_until_acted_on(client, images, setpoints, "a setpoint from a good frame after the future one")
         assert not future_stamps & {stamp_key(s.header.stamp) for s in setpoints}
 
         # A 1x1 rgb8 frame (well formed, wrong size): refused on arrival, with the reason.
         tiny = frame(client, size=(1, 1))
         publish_until_logged(client, images, tiny, log, "image size 1x1 does not match the camera configuration 320x180")
-        acts_on_good_frames(client, images, setpoints, "a setpoint from a good frame after the 1x1 one")
+        publish_until_acted_on(client, images, setpoints, "a setpoint from a good frame after the 1x1 one")
         assert proc.poll() is None
     assert re.search(r"frame stamped 3599\.\d+ s in the future \(tolerance 0\.1 s\): not acting on it",
                      log.read_text())
@@ -100,24 +103,15 @@ def test_policy_reset_recovers_after_acting_on_a_future_frame(tiny_rgb_checkpoin
         images = client.publisher(Image, "camera/image_raw", qos_profile_sensor_data)
         wait_for(lambda: images.get_subscription_count() > 0 and client.publishers_matched("setpoint_delta") > 0,
                  120, "policy node up")
-        acts_on_good_frames(client, images, setpoints, "a setpoint from a good frame")
-        future: set = set()
-
-        def acted_on_future() -> bool:
-            if future & {stamp_key(s.header.stamp) for s in setpoints}:
-                return True
-            msg = frame(client, HOUR)
-            future.add(stamp_key(msg.header.stamp))
-            images.publish(msg)
-            return False
-        wait_for(acted_on_future, 60, "a setpoint from the future frame", period=0.5)
+        publish_until_acted_on(client, images, setpoints, "a setpoint from a good frame")
+        future = publish_until_acted_on(client, images, setpoints, "a setpoint from the future frame", HOUR)
         count = len(setpoints)
         for _ in range(10):   # good frames: not newer than the future one, so never acted on
             images.publish(frame(client))
             time.sleep(0.1)
         reply = client.call(Trigger, "policy/reset", Trigger.Request())
         assert reply.success
-        acts_on_good_frames(client, images, setpoints, "a setpoint from a good frame after policy/reset")
+        publish_until_acted_on(client, images, setpoints, "a setpoint from a good frame after policy/reset")
         assert all(stamp_key(s.header.stamp) not in future for s in setpoints[count:])
 
 

@@ -39,6 +39,7 @@ from ibc_ros.recording.episodes import EVENTS_TOPIC, EpisodeSpan, decode_event, 
 IMAGE_TOPIC = "camera/image_raw"
 SETPOINT_TOPIC = "setpoint_delta"
 CONTROL_HZ = 5.0
+MAX_LISTED = 20                  # bad messages listed one per line in the summary
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,10 @@ class ConversionReport:
                  f"rejects it)",
                  f"{self.actions_clipped} actions clipped to the controller's envelope (stored as executed)",
                  f"oldest image paired with a setpoint: {self.max_image_age_s * 1000:.0f} ms"]
-        lines += [f"  skipped {message}" for message in self.dropped]
+        lines += [f"  skipped {message}" for message in self.dropped[:MAX_LISTED]]
+        if len(self.dropped) > MAX_LISTED:
+            lines.append(f"  ... and {len(self.dropped) - MAX_LISTED} more bad messages "
+                         f"(ConversionReport.dropped lists them all)")
         if self.unfinished_bags:
             lines.append(f"skipped unfinished bags (recover them by starting the recorder on their "
                          f"folder): {', '.join(self.unfinished_bags)}")

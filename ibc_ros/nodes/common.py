@@ -8,6 +8,7 @@ dataclasses as dotted names), validated by ibc_core.config_io like every other c
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import typing
 from typing import Any, Callable, Sequence, TypeVar
@@ -61,7 +62,7 @@ def config_from_parameters(node: Node, cls: type[T]) -> T:
         if value is not None:
             values[name] = value
     try:
-        config = load_config(cls, _nested(values))
+        config = _load(cls, values)
     except ConfigError as exc:
         raise ConfigError(f"node {node.get_name()}: parameter {exc}") from exc
 
@@ -73,6 +74,16 @@ def config_from_parameters(node: Node, cls: type[T]) -> T:
         return SetParametersResult(successful=False, reason=reason)
     node.add_on_set_parameters_callback(refuse_changes)
     return config
+
+
+def _load(cls: type[T], values: dict[str, Any]) -> T:
+    """The config from flat parameter values. NaN is refused for every node (no parameter means
+    anything by it, and comparisons with it pass silently: `nan <= 0` is false)."""
+    for name, value in values.items():
+        items = list(value) if isinstance(value, (list, tuple)) or hasattr(value, "tolist") else [value]
+        if any(isinstance(v, float) and math.isnan(v) for v in items):
+            raise ConfigError(f"{name}: NaN is not a value (got {items if len(items) > 1 else items[0]})")
+    return load_config(cls, _nested(values))
 
 
 def _nested(values: dict[str, Any]) -> dict[str, Any]:
@@ -98,7 +109,7 @@ def startup_parameter_refusal(cls: type, current: dict[str, Any], changes: dict[
     reason = (f"{', '.join(touched)} read only at start-up: not applied (restart the node with "
               + " ".join(f"-p {name}:={changes[name]}" for name in touched) + ")")
     try:
-        load_config(cls, _nested({**current, **{name: changes[name] for name in touched}}))
+        _load(cls, {**current, **{name: changes[name] for name in touched}})
     except (ConfigError, TypeError, ValueError) as exc:
         reason += f"; the value is invalid too: {exc}"
     return reason

@@ -12,8 +12,8 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from ibc_core.data.episodes import iter_episodes, read_meta
 from ibc_core.data.preprocess import ImageSpec, preprocess_image
 from ibc_ros.recording.bag_io import BagError, deserialize, serialize, typestore
-from ibc_ros.recording.bag_to_dataset import (add_from_bags_subcommand, convert_bags, image_to_rgb,
-                                              pair_with_images)
+from ibc_ros.images import image_to_rgb
+from ibc_ros.recording.bag_to_dataset import add_from_bags_subcommand, convert_bags, pair_with_images
 from ibc_ros.recording.episodes import encode_event, split_episodes
 from ibc_ros.recording.recorder import EpisodeRecorder, RecorderConfig
 from tests.test_record_bag_io import TOPICS, image_bytes, setpoint_bytes
@@ -52,7 +52,7 @@ def test_bgr_images_are_converted_to_rgb():
         height=2, width=3, encoding="bgr8", is_bigendian=0, step=9, data=data)
     assert np.array_equal(image_to_rgb(msg), data.reshape(2, 3, 3)[:, :, ::-1])
     msg.encoding = "mono8"
-    with pytest.raises(BagError, match="mono8"):
+    with pytest.raises(ValueError, match="mono8"):
         image_to_rgb(msg)
 
 
@@ -91,7 +91,7 @@ def test_convert_recorder_bags(tmp_path):
         record_episode(recorder, clock, [tuple(a) for a in actions], finish, image_offset=100 * i)
     recorder.close()
 
-    report = convert_bags([tmp_path / "bags"], tmp_path / "data", SPEC, "push_pixels_real", action_limit=0.1)
+    report = convert_bags([tmp_path / "bags"], tmp_path / "data", SPEC, "push_pixels_real")
     assert report.bags == 3 and report.episodes_written == 2 and report.steps_written == 12
     assert report.outcomes == {"success": 1, "discarded": 1, "failure": 1}
     assert report.steps_without_image == 0
@@ -165,11 +165,11 @@ def test_convert_a_multi_episode_sqlite3_session_bag(tmp_path):
 
 def test_bad_input_changes_nothing(tmp_path):
     with pytest.raises(BagError, match="does not exist"):
-        convert_bags([tmp_path / "missing"], tmp_path / "data", SPEC, "t", 0.1)
+        convert_bags([tmp_path / "missing"], tmp_path / "data", SPEC, "t")
     recorder = EpisodeRecorder(RecorderConfig(output_dir=str(tmp_path / "bags")), TOPICS)
     recorder.start()
     recorder.discard()
     recorder.close()
     with pytest.raises(BagError, match="no usable episodes"):
-        convert_bags([tmp_path / "bags"], tmp_path / "data", SPEC, "t", 0.1)
+        convert_bags([tmp_path / "bags"], tmp_path / "data", SPEC, "t")
     assert not (tmp_path / "data").exists()

@@ -1,5 +1,6 @@
 """recorder_node over real DDS: services drive episodes, a SIGKILLed recorder loses nothing it
-had flushed (recovered by the next start), and the bags convert to exactly what was sent."""
+had flushed (recovered by the next start), and the bags convert to exactly what was sent - the
+killed episode's recovered part as a failure (`ibc-data from-bags`)."""
 from __future__ import annotations
 
 import json
@@ -141,10 +142,25 @@ def test_recorder_node_services_sigkill_and_conversion(tmp_path):
         got = [deserialize(m.data, m.msgtype).vector for m in reader.messages(["/setpoint_delta"])]
     assert [[v.x, v.y] for v in got] == [s[:2] for s in sent["killed"]], "flushed setpoints lost by SIGKILL"
 
-    report = convert_bags([out], tmp_path / "data", ImageSpec(9, 16), "push_pixels_real", 0.1)
-    assert report.outcomes == {"success": 1, "discarded": 1, "unfinished": 1, "failure": 1}
-    (episode,) = list(iter_episodes(tmp_path / "data"))
-    assert episode.success
-    np.testing.assert_array_equal(episode.actions, np.array([s[:2] for s in sent["kept"]], np.float32))
+    # The recovered part of the killed episode converts as a failure: `ibc-data from-bags`, the
+    # command an operator runs, over the whole folder.
+    result = subprocess.run([str(Path(sys.executable).parent / "ibc-data"), "from-bags", str(out),
+                             "--out", str(tmp_path / "data"), "--height", "9", "--width", "16"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "episodes found: discarded 1, failure 1, success 1, unfinished 1" in result.stdout, result.stdout
+    assert "1 unfinished written as failures" in result.stdout, result.stdout
+    kept, killed = list(iter_episodes(tmp_path / "data"))   # episode 3 holds no setpoint: empty
+    assert kept.success and not killed.success
+    assert (kept.info["outcome"], killed.info["outcome"]) == ("success", "unfinished")
+    np.testing.assert_array_equal(kept.actions, np.array([s[:2] for s in sent["kept"]], np.float32))
+    np.testing.assert_array_equal(killed.actions, np.array([s[:2] for s in sent["killed"]], np.float32))
     # Each step's image is the frame whose stamp the setpoint carried (frames are uniform grey).
-    assert episode.observations["rgb"][:, 0, 0, 0].tolist() == [s[2] for s in sent["kept"]]
+    assert kept.observations["rgb"][:, 0, 0, 0].tolist() == [s[2] for s in sent["kept"]]
+    assert killed.observations["rgb"][:, 0, 0, 0].tolist() == [s[2] for s in sent["killed"]]
+
+    # Offered with a flag the other way: --skip-unfinished keeps only the finished episode.
+    report = convert_bags([out], tmp_path / "finished_only", ImageSpec(9, 16), "push_pixels_real",
+                          include_unfinished=False)
+    assert report.outcomes == {"success": 1, "discarded": 1, "unfinished": 1, "failure": 1}
+    assert [e.info["outcome"] for e in iter_episodes(tmp_path / "finished_only")] == ["success"]

@@ -88,3 +88,33 @@ def test_restamp_leaves_messages_without_a_stamp_unchanged():
     assert restamper.restamp(unset) == unset.data
     with pytest.raises(ValueError, match="rate"):
         Restamper(0.0)
+
+
+@pytest.mark.parametrize("rate", [0.5, 1.0, 2.0])
+def test_restamped_frames_are_never_stamped_after_they_are_due(rate):
+    """ibc-replay --restamp: stamps share the pacing clock's origin, so a slow first message (its
+    decoding took 0.17 s in CI) cannot put every later stamp ahead of the wall clock - the policy
+    refuses frames stamped more than 0.1 s in the future (tests/test_replay_policy.py[restamp]
+    failed 2 of 5 runs that way)."""
+    time = SimulatedTime()
+    wall = [1_800_000_000_000_000_000]
+    clock = ReplayClock(rate, now=lambda: time.now, sleep=lambda s: _advance(time, wall, s), wall_ns=lambda: wall[0])
+    restamper = Restamper(rate, wall_ns=lambda: wall[0], clock=clock)
+    log_times = [5_000_000_000, 5_100_000_000, 5_350_000_000]
+    for i, log_time in enumerate(log_times):
+        clock.wait_for(log_time)
+        due_wall = wall[0]
+        if i == 0:
+            _advance(time, wall, 0.17)    # the first restamp is slow
+        stamp = log_time - 3_000_000      # captured 3 ms before it was logged
+        out = deserialize(restamper.restamp(_message("sensor_msgs/msg/Image", log_time, **_image(stamp))),
+                          "sensor_msgs/msg/Image")
+        got = out.header.stamp.sec * 10**9 + out.header.stamp.nanosec
+        assert got == 1_800_000_000_000_000_000 + round((stamp - log_times[0]) / rate)
+        assert got <= due_wall
+
+
+def _advance(time: SimulatedTime, wall: list, seconds: float) -> None:
+    """Both clocks move on together."""
+    time.sleep(seconds)
+    wall[0] += round(seconds * 1e9)

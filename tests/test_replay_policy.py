@@ -124,7 +124,8 @@ def test_replayed_image_stream_gives_the_offline_policy_actions(tmp_path, timing
             # 0.5 s on the robot; a loaded CI machine delivered frames 0.7 s late (in sim time)
             # and the node rightly refused them. Staleness is tests/fault's subject; here every
             # frame the node picks must be acted on.
-            "-p", "max_frame_age:=5.0"]
+            "-p", "max_frame_age:=5.0", "-p", f"image_width:={frames[0].shape[1]}",
+            "-p", f"image_height:={frames[0].shape[0]}"]
     with RosClient("replay_policy_test") as client, running(argv, tmp_path / "policy.log"):
         setpoints = client.collect(Vector3Stamped, "setpoint_delta")
         seen = client.collect(Image, "camera/image_raw", 100)   # restamp: maps new stamps to frames

@@ -155,7 +155,7 @@ def test_policy_node_acts_on_the_newest_fresh_frame_like_offline_inference(tiny_
     argv = [sys.executable, "-m", "ibc_ros.nodes.policy_node", "--ros-args", "--params-file",
             str(share_file("config", "policy.yaml")), "-p", f"checkpoint:={tiny_pixel_checkpoint}",
             "-p", "device:=cpu", "-p", "rate_hz:=5.0", "-p", "max_frame_age:=20.0",
-            "-p", f"policy_set:={' '.join(overrides)}"]
+            "-p", f"policy_set:={' '.join(overrides)}", "-p", "image_width:=320", "-p", "image_height:=180"]
     # max_frame_age 20 s (0.5 s on the robot): a fresh frame may be resent for up to 18 s below
     # (a loaded 2-core CI machine); stale frames are 100 s old.
     with RosClient("policy_test") as client, running(argv, tmp_path / "policy.log"):

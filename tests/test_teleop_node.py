@@ -91,7 +91,7 @@ def test_pointer_and_keys_record_exactly_the_sent_setpoints(tmp_path):
     stamps = [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in sent]
     assert all(s in frames for s in stamps), "every setpoint carries a camera frame's stamp"
 
-    report = convert_bags([out], tmp_path / "data", ImageSpec(9, 16), "push_pixels_real", limit)
+    report = convert_bags([out], tmp_path / "data", ImageSpec(9, 16), "push_pixels_real", config)
     (episode,) = list(iter_episodes(tmp_path / "data"))
     assert report.outcomes == {"success": 1} and episode.success
     np.testing.assert_array_equal(episode.actions, deltas.astype(np.float32))

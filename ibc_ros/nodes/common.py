@@ -8,6 +8,7 @@ dataclasses as dotted names), validated by ibc_core.config_io like every other c
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import typing
 from typing import Any, Callable, Sequence, TypeVar
@@ -19,10 +20,12 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, Si
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from rclpy.publisher import Publisher
-from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image, JointState
 
 from ibc_core.config_io import ConfigError, load_config
+from ibc_ros.images import check_image, image_to_rgb as image_array  # noqa: F401  (the nodes' names)
 
 T = TypeVar("T")
 JOINT_NAMES = tuple(f"joint{i}" for i in range(1, 7))
@@ -47,23 +50,69 @@ def config_from_parameters(node: Node, cls: type[T]) -> T:
 
     Parameters are dynamically typed so YAML's `1` for a float field is fine; the dataclass
     loader checks types and validate() and raises ConfigError naming the field.
-    """
-    raw: dict[str, Any] = {}
+
+    Every field is read once, here, at start-up: a later `ros2 param set` of one of them is
+    refused (SetParametersResult.successful false, the reason says so and whether the value
+    would even pass validation) and logged, instead of being accepted and silently ignored."""
+    values: dict[str, Any] = {}
     for name, default in _flat_defaults(cls).items():
         descriptor = ParameterDescriptor(dynamic_typing=True)
         # An empty list has no ROS type: declare it unset, keep the dataclass default if unset.
         value = node.declare_parameter(name, None if default == [] else default, descriptor).value
-        if value is None:
-            continue
+        if value is not None:
+            values[name] = value
+    try:
+        config = _load(cls, values)
+    except ConfigError as exc:
+        raise ConfigError(f"node {node.get_name()}: parameter {exc}") from exc
+
+    def refuse_changes(parameters: list[Parameter]) -> SetParametersResult:
+        reason = startup_parameter_refusal(cls, values, {p.name: p.value for p in parameters})
+        if reason is None:
+            return SetParametersResult(successful=True)
+        node.get_logger().warning(f"parameter change refused: {reason}")
+        return SetParametersResult(successful=False, reason=reason)
+    node.add_on_set_parameters_callback(refuse_changes)
+    return config
+
+
+def _load(cls: type[T], values: dict[str, Any]) -> T:
+    """The config from flat parameter values. NaN is refused for every node (no parameter means
+    anything by it, and comparisons with it pass silently: `nan <= 0` is false)."""
+    for name, value in values.items():
+        items = list(value) if isinstance(value, (list, tuple)) or hasattr(value, "tolist") else [value]
+        if any(isinstance(v, float) and math.isnan(v) for v in items):
+            raise ConfigError(f"{name}: NaN is not a value (got {items if len(items) > 1 else items[0]})")
+    return load_config(cls, _nested(values))
+
+
+def _nested(values: dict[str, Any]) -> dict[str, Any]:
+    """{'a.b': v} -> {'a': {'b': v}}, ROS arrays as lists (what the dataclass loader reads)."""
+    raw: dict[str, Any] = {}
+    for name, value in values.items():
         node_dict = raw
         *parents, leaf = name.split(".")
         for part in parents:
             node_dict = node_dict.setdefault(part, {})
         node_dict[leaf] = list(value) if isinstance(value, (list, tuple)) or hasattr(value, "tolist") else value
+    return raw
+
+
+def startup_parameter_refusal(cls: type, current: dict[str, Any], changes: dict[str, Any]) -> str | None:
+    """Why a runtime change of ``cls``'s parameters is refused (None: it touches none of them).
+    The fields are read only at start-up; the reason also says if the new values would not even
+    pass the start-up validation, so the operator learns both at once."""
+    fields = set(_flat_defaults(cls))
+    touched = sorted(name for name in changes if name in fields)
+    if not touched:
+        return None
+    reason = (f"{', '.join(touched)} read only at start-up: not applied (restart the node with "
+              + " ".join(f"-p {name}:={changes[name]}" for name in touched) + ")")
     try:
-        return load_config(cls, raw)
-    except ConfigError as exc:
-        raise ConfigError(f"node {node.get_name()}: parameter {exc}") from exc
+        _load(cls, {**current, **{name: changes[name] for name in touched}})
+    except (ConfigError, TypeError, ValueError) as exc:
+        reason += f"; the value is invalid too: {exc}"
+    return reason
 
 
 # ---------------------------------------------------------------------------- messages
@@ -77,26 +126,6 @@ def image_msg(frame: np.ndarray, stamp: TimeMsg, frame_id: str = "camera_color_o
     msg.header.frame_id = frame_id
     msg.data = np.ascontiguousarray(frame).tobytes()
     return msg
-
-
-def check_image(msg: Image) -> None:
-    """ValueError, naming what is wrong, unless msg is a non-empty rgb8/bgr8 image whose data
-    matches its header (cheap: reads the header and the data length only)."""
-    if msg.encoding not in ("rgb8", "bgr8"):
-        raise ValueError(f"unsupported image encoding {msg.encoding!r} (need rgb8 or bgr8)")
-    if msg.height == 0 or msg.width == 0:
-        raise ValueError(f"empty image ({msg.width}x{msg.height})")
-    if msg.step < msg.width * 3 or len(msg.data) != msg.height * msg.step:
-        raise ValueError(f"image data does not match its header: {len(msg.data)} bytes for "
-                         f"{msg.width}x{msg.height} {msg.encoding} with step {msg.step}")
-
-
-def image_array(msg: Image) -> np.ndarray:
-    """sensor_msgs/Image (rgb8 or bgr8) -> RGB uint8 [H, W, 3] (a copy); check_image's errors."""
-    check_image(msg)
-    rows = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)
-    frame = rows[:, :msg.width * 3].reshape(msg.height, msg.width, 3)
-    return np.ascontiguousarray(frame[..., ::-1] if msg.encoding == "bgr8" else frame)
 
 
 def joint_state_msg(positions: Sequence[float], stamp: TimeMsg) -> JointState:

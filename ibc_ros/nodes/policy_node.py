@@ -8,7 +8,9 @@
       policy/inference_time (std_msgs/Float32: wall s of Policy.act)
   srv policy/reset (std_srvs/Trigger): new episode - clears the frame history
 Inference runs in a timer at rate_hz (not in the image callback), always on the newest frame;
-frames older than max_frame_age, already used, or from before the last reset are not acted on.
+frames older than max_frame_age, stamped more than max_frame_lead ahead of the node's clock,
+already used, or from before the last reset are not acted on (ibc_ros.frame_gate); frames whose
+size is not the camera configuration (image_width x image_height) are refused on arrival.
 The node spins one thread: frames arriving during inference wait in the subscription's keep-last
 queue (sensor-data QoS) and the next tick takes the newest (60 Hz flood test: 5.00 Hz held).
 act_on_new_frames: true (the lock-step sim, which renders exactly one frame per policy step and
@@ -34,6 +36,7 @@ from std_msgs.msg import Float32, Float32MultiArray
 from std_srvs.srv import Trigger
 
 from ibc_ros.energy_overlay import energy_overlay
+from ibc_ros.frame_gate import FrameGate
 from ibc_ros.nodes.common import (age_seconds, check_image, config_from_parameters, image_array, image_msg, run_node,
                                   stamp_seconds)
 from ibc_ros.paths import share_dir
@@ -52,6 +55,11 @@ class PolicyNodeConfig:
     precision: str = "auto"
     rate_hz: float = 5.0
     max_frame_age: float = 0.5         # s; older frames are refused
+    max_frame_lead: float = 0.1        # s; frames stamped further ahead of the node's clock are refused
+    # The camera configuration: frames of another size are refused (camera.yaml 640x360; the sim
+    # renders 320x180, set by stack.yaml with sim:=true).
+    image_width: int = 640
+    image_height: int = 360
     energy_resolution: int = 32        # energy grid per axis for policy/energy_image
     torch_threads: int = 0             # 0 = torch's default
     act_on_new_frames: bool = False    # true: act on each new frame at once (lock-step sim)
@@ -66,6 +74,10 @@ class PolicyNodeConfig:
     def validate(self) -> None:
         if self.rate_hz <= 0 or self.max_frame_age <= 0 or self.energy_resolution < 2:
             raise ValueError("rate_hz and max_frame_age must be positive, energy_resolution >= 2")
+        if not self.max_frame_lead >= 0:
+            raise ValueError(f"max_frame_lead must be >= 0, got {self.max_frame_lead}")
+        if self.image_width < 1 or self.image_height < 1:
+            raise ValueError(f"image_width and image_height must be positive, got {self.image_width}x{self.image_height}")
         from ibc_core.policy import PRECISIONS   # imports torch, which the node loads next anyway
         if self.precision not in ("auto", *PRECISIONS):
             raise ValueError(f"precision must be auto, {', '.join(PRECISIONS)}; got {self.precision!r}")
@@ -97,9 +109,7 @@ class PolicyNode(Node):
         self._state: np.ndarray | None = None
         self._state_fresh = False          # a state arrived since the last action
         self._frame_lock = threading.Lock()
-        self._last_used_stamp = -1.0
-        self._reset_stamp = -1.0
-        self.refused_old = 0
+        self._gate = FrameGate(self.config.max_frame_age, self.config.max_frame_lead)
 
         self.setpoint_pub = self.create_publisher(Vector3Stamped, "setpoint_delta", 10)
         self.energy_pub = self.create_publisher(Image, "policy/energy_image", 1)
@@ -135,7 +145,8 @@ class PolicyNode(Node):
 
     def _on_image(self, msg: Image) -> None:
         try:
-            check_image(msg)  # a bad frame never replaces the newest good one
+            # a bad frame never replaces the newest good one
+            check_image(msg, (self.config.image_width, self.config.image_height))
         except ValueError as exc:
             self.get_logger().error(f"camera frame rejected: {exc}", throttle_duration_sec=2.0)
             return
@@ -157,7 +168,7 @@ class PolicyNode(Node):
         self.policy.reset()
         with self._frame_lock:
             self._state, self._state_fresh = None, False
-        self._reset_stamp = self.get_clock().now().nanoseconds * 1e-9
+        self._gate.reset(self.get_clock().now().nanoseconds * 1e-9)
         response.success, response.message = True, "history cleared"
         return response
 
@@ -169,17 +180,13 @@ class PolicyNode(Node):
             state_missing = "state" in self.policy.observation_keys and not self._state_fresh
         if msg is None or state_missing:
             return None
-        stamp = stamp_seconds(msg.header.stamp)
-        if stamp <= self._last_used_stamp or stamp < self._reset_stamp:
-            return None  # nothing new since the last action / from the previous episode
-        age = age_seconds(self, msg.header.stamp)
-        if age > self.config.max_frame_age:
-            self.refused_old += 1
-            self.get_logger().warning(f"newest frame is {age:.2f} s old (max {self.config.max_frame_age} s): "
-                                      "not acting on it", throttle_duration_sec=2.0)
-            return None
-        self._last_used_stamp = stamp
-        return msg
+        verdict, reason = self._gate.take(stamp_seconds(msg.header.stamp),
+                                          self.get_clock().now().nanoseconds * 1e-9)
+        if verdict == "act":
+            return msg
+        if reason:
+            self.get_logger().warning(reason, throttle_duration_sec=2.0)
+        return None
 
     def _on_tick(self) -> None:
         msg = self._take_frame()

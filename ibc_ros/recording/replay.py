@@ -26,19 +26,29 @@ class ReplayClock:
     """When each message is due: wall start + (log time - first log time) / rate."""
 
     def __init__(self, rate: float, now: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep, wall_ns: Callable[[], int] = time.time_ns):
         if not rate > 0:
             raise ValueError(f"rate must be positive, got {rate}")
         self.rate = rate
         self._now = now
         self._sleep = sleep
+        self._wall_ns = wall_ns
         self._origin: tuple[float, int] | None = None   # (wall start, first log time)
+        self._origin_wall_ns = 0                         # the wall clock (time_ns) at that start
 
     def due(self, log_time_ns: int) -> float:
         if self._origin is None:
             self._origin = (self._now(), log_time_ns)
+            self._origin_wall_ns = self._wall_ns()
         wall_start, first_log = self._origin
         return wall_start + (log_time_ns - first_log) / 1e9 / self.rate
+
+    def due_wall_ns(self, time_ns: int) -> int:
+        """Wall-clock time (ns) at which a message logged at ``time_ns`` is due; the origin is
+        the first message due (due()/wait_for() must have been called once)."""
+        if self._origin is None:
+            raise RuntimeError("due_wall_ns before the first message was due")
+        return self._origin_wall_ns + round((time_ns - self._origin[1]) / self.rate)
 
     def wait_for(self, log_time_ns: int) -> float:
         """Sleep until the message is due; returns how late it is then (s, >= 0 normally)."""
@@ -51,18 +61,26 @@ class ReplayClock:
 
 class Restamper:
     """--restamp: every header stamp moves to replay time, first log time -> wall time at the
-    first message, spacing divided by rate (as the pacing). Nodes running on wall time (the
+    first message (with ``clock``, as ibc-replay does: the wall time at which the pacing clock
+    started), spacing divided by rate (as the pacing). Nodes running on wall time (the
     policy's max_frame_age, the controller's setpoint age) then take a recording for a live
     stream. Messages without a header, and zero (unset) stamps, pass unchanged."""
 
-    def __init__(self, rate: float, wall_ns: Callable[[], int] = time.time_ns):
+    def __init__(self, rate: float, wall_ns: Callable[[], int] = time.time_ns, clock: ReplayClock | None = None):
         if not rate > 0:
             raise ValueError(f"rate must be positive, got {rate}")
         self.rate = rate
         self._wall_ns = wall_ns
+        self._clock = clock
         self._origin: tuple[int, int] | None = None   # (wall ns at the first message, its log time)
 
     def stamp_ns(self, recorded_ns: int, log_time_ns: int) -> int:
+        if self._clock is not None:
+            # The pacing clock's origin: a stamp is never later than the wall time its message is
+            # due. (Taking the wall clock at the first restamp instead put every stamp ahead by
+            # however long that first message took to decode - 0.17 s measured, building the
+            # message type store - and the policy rightly refused the frames as from the future.)
+            return self._clock.due_wall_ns(recorded_ns)
         if self._origin is None:
             self._origin = (self._wall_ns(), log_time_ns)
         wall_start, first_log = self._origin
@@ -132,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             topics = [resolve_topic(list(reader.topics), t, reader.path) for t in args.topics] \
                 if args.topics else list(reader.topics)
-            restamper = Restamper(args.rate) if args.restamp else None
+            restamper = Restamper(args.rate, clock=clock) if args.restamp else None
             if restamper is not None and CLOCK_TOPIC in topics:
                 topics.remove(CLOCK_TOPIC)
                 print(f"ibc-replay: --restamp: not replaying {CLOCK_TOPIC} (stamps are now wall time)", file=sys.stderr)

@@ -65,7 +65,7 @@ def publish_until_logged(client: RosClient, publisher: Publisher, msg: Image, lo
 def test_policy_and_controller_reject_bad_images_and_non_finite_setpoints(tiny_rgb_checkpoint, tmp_path):
     policy_log, controller_log = tmp_path / "policy.log", tmp_path / "controller.log"
     policy = node_argv("policy_node", "policy.yaml", f"checkpoint:={tiny_rgb_checkpoint}", "device:=cpu",
-                       "torch_threads:=1")
+                       "torch_threads:=1", "image_width:=320", "image_height:=180")
     # The controller listens on its own topic here so that the policy's setpoints stay apart.
     controller = node_argv("controller_node", "controller_node.yaml") + ["-r", "setpoint_delta:=test_setpoint"]
     with RosClient("bad_input_test") as client, running(policy, policy_log) as policy_proc, \

@@ -80,7 +80,7 @@ def position(target: PoseStamped) -> np.ndarray:
 def test_camera_stop_and_policy_restart_hold_the_arm_without_a_jump(tiny_rgb_checkpoint, tmp_path):
     config = load_controller_config()
     policy = node_argv("policy_node", "policy.yaml", f"checkpoint:={tiny_rgb_checkpoint}", "device:=cpu",
-                       "torch_threads:=1")
+                       "torch_threads:=1", "image_width:=320", "image_height:=180")
     controller = node_argv("controller_node", "controller_node.yaml")
     with RosClient("camera_policy_fault") as client, running(controller, tmp_path / "controller.log"):
         commands = client.collect(JointState, "joint_command", 2000)

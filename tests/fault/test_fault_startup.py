@@ -65,6 +65,8 @@ def test_nodes_refuse_to_start_with_bad_parameters_and_name_them(tiny_rgb_checkp
     cases = {  # name: (argv, text the fatal line must contain)
         "controller age": (node_argv("controller_node", "controller_node.yaml", "max_setpoint_age:=-1.0"),
                            "max_setpoint_age"),
+        "controller age nan": (node_argv("controller_node", "controller_node.yaml", "max_setpoint_age:=.nan"),
+                               "max_setpoint_age: NaN is not a value"),
         "controller box": (node_argv("controller_node", "controller_node.yaml", f"config_file:={bad_controller}"),
                            "workspace.x"),
         "controller file": (node_argv("controller_node", "controller_node.yaml",

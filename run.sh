@@ -13,6 +13,6 @@ cmd="${1:-help}"
 case "$cmd" in
   demo) exec ibc-ros launch real_push sim:=true "$@" ;;
   test) exec python -m pytest -m "not slow" "$@" ;;
-  help|-h|--help) sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//' ;;
+  help|-h|--help) sed -n '2,5p' "$0" | sed 's/^# \{0,1\}//' ;;
   *) exec "$cmd" "$@" ;;
 esac

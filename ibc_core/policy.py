@@ -128,6 +128,16 @@ class Policy:
         return self.artifacts.bounds.high.copy()
 
     @property
+    def task(self) -> str:
+        """The task of the dataset it was trained on ('' for a checkpoint that does not know)."""
+        return self.artifacts.task
+
+    def check_task(self, task: str) -> None:
+        """ValueError unless the policy was trained for `task` (one that does not know passes)."""
+        if self.task and self.task != task:
+            raise ValueError(f"trained for task {self.task!r}, not {task!r}")
+
+    @property
     def config(self) -> dict[str, Any]:
         """Full model + inference configuration as stored in the checkpoint."""
         return {**to_dict(self.artifacts.config), "task": self.artifacts.task,

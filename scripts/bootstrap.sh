@@ -51,8 +51,15 @@ if [ "$ros_mode" = pypi-kilted ]; then
 else
   grep -v 'ros-wheel' "$repo/requirements.txt" >"$reqs"
 fi
+# pip repeats one warning per package for every configured local index folder that does not
+# exist (hundreds of lines on some machines): count those, show everything else.
+quiet_pip() {
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check "$@" 2>&1 |
+    awk '/^WARNING: Location .* is ignored: it is neither a file nor a directory\.$/ {n++; next} {print}
+         END {if (n) printf "[bootstrap] hid %d pip warnings about configured index folders that do not exist\n", n}' >&2
+}
 say "installing pinned dependencies (first run: a few minutes)"
-"$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$reqs"
-"$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps -e "$repo"
+quiet_pip -r "$reqs"
+quiet_pip --no-deps -e "$repo"
 echo "$stamp" >"$venv/.ibc_stamp"
 say "ready: $venv"

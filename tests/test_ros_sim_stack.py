@@ -95,6 +95,22 @@ def test_sim_reset_and_ctrl_c_on_a_running_sim_stack(tiny_pixel_checkpoint, tmp_
     assert not any(alive(pid) for pid in child_pids(log))
 
 
+def test_a_policy_of_another_task_is_refused_unless_allowed(tiny_pixel_checkpoint, tmp_path):
+    """The stack runs push_states; the checkpoint was trained on push_pixels demos: the policy
+    node refuses it at start-up, naming both tasks and the override, and the stack stops."""
+    log = tmp_path / "other_task.log"
+    proc = bringup(["sim:=true", "task:=push_states", f"policy:={tiny_pixel_checkpoint}", "device:=cpu"], log)
+    try:
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    text = log.read_text()
+    assert code == 1, text[-3000:]
+    assert "trained for task 'push_pixels', not 'push_states'; launch with any_task:=true" in text
+    assert not any(alive(pid) for pid in child_pids(log))
+
+
 def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
     p = successes / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)

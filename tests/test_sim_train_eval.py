@@ -12,7 +12,7 @@ import torch
 from sim.cli import data, evaluate
 
 
-def test_generate_train_and_evaluate_a_checkpoint(tmp_path):
+def test_generate_train_and_evaluate_a_checkpoint(tmp_path, capsys):
     dataset, run = tmp_path / "data", tmp_path / "run"
     assert data.main(["generate", "--task", "push_states", "--episodes", "3", "--out", str(dataset)]) == 0
     subprocess.run([sys.executable, "-m", "ibc_core.cli.train", "train_push_states", f"data.path={dataset}",
@@ -32,6 +32,16 @@ def test_generate_train_and_evaluate_a_checkpoint(tmp_path):
     # the same episodes as one process with 2 threads.
     assert evaluate.main([*common, "--json", str(parallel), "--workers", "2"]) == 0
     assert json.loads(parallel.read_text())["per_episode"] == summary["per_episode"]
+
+    # A checkpoint of another task (push_pixels also offers the state it observes) is refused,
+    # naming both tasks and the override; with the override it runs.
+    other_task = ["--checkpoint", str(run / "policy.pt"), "--task", "push_pixels", "--episodes", "1",
+                  "--set", "max_steps=2", "--device", "cpu"]
+    capsys.readouterr()
+    assert evaluate.main(other_task) == 2
+    assert "trained for task 'push_states', not 'push_pixels' (--any-task evaluates it anyway)" \
+        in capsys.readouterr().err
+    assert evaluate.main([*other_task, "--any-task"]) == 0
 
 
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path, capsys):

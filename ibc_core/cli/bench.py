@@ -4,7 +4,7 @@ shapes; no dataset needed).
     ibc-bench inference --config paper_real --device cpu       # act() latency percentiles
     ibc-bench inference --config push_pixels --device cuda --iterations 500
     ibc-bench inference --checkpoint runs/push_pixels/policy.pt
-    ibc-bench train --config push_pixels --steps 20            # training steps/s
+    ibc-bench train --config push_pixels --iterations 20       # training steps/s
 
 Named configs: paper_real (appendix D.5 / C.2: 2 frames 90x120, ConvMaxPool 32/64/128/256,
 1024x4 MLP, DFO 1024 samples x 3 iterations; paper: 7.22 ms on an RTX 2080 Ti),

@@ -66,6 +66,10 @@ class PolicyNodeConfig:
     # Inference settings of the checkpoint, space-separated key=value as `ibc-eval --policy-set`:
     # e.g. "irvs.inverse_eta=2" (IRvS: how strongly to aim for high returns), "ebm.dfo.samples=4096".
     policy_set: str = ""
+    # The task this cell runs: a checkpoint trained for another is refused at start-up, unless
+    # any_task ('' = not checked; real_push with sim:=true passes its task).
+    task: str = ""
+    any_task: bool = False
 
     @property
     def policy_overrides(self) -> list[str]:
@@ -133,6 +137,11 @@ class PolicyNode(Node):
         path = resolve_checkpoint(self.config.checkpoint)
         policy = Policy.load(path, device=self.config.device, overrides=self.config.policy_overrides,
                              precision=self.config.precision)
+        if self.config.task and not self.config.any_task:
+            try:
+                policy.check_task(self.config.task)
+            except ValueError as exc:
+                raise PolicyLoadError(f"{path}: {exc}; launch with any_task:=true to run it anyway") from exc
         unsupported = set(policy.observation_keys) - SUPPORTED_OBSERVATIONS
         if unsupported:
             raise PolicyLoadError(f"{path} needs observation(s) {sorted(unsupported)}; the ROS stack provides "

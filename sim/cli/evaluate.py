@@ -1,6 +1,6 @@
 """ibc-eval: success rate of a policy checkpoint (or the oracle) on held-out seeds.
 
-    ibc-eval --checkpoint runs/push_states/final.pt --task push_states --episodes 100 \
+    ibc-eval --checkpoint runs/push_states/policy.pt --task push_states --episodes 100 \
              --json out/eval.json --video out/eval.mp4
     ibc-eval --oracle --task push_multi_states --episodes 200 --workers 2
     ibc-eval --checkpoint runs/irvs_push/policy.pt --task push_states --policy-set irvs.inverse_eta=2
@@ -68,10 +68,14 @@ def load_policy(args: argparse.Namespace):
         return None
     from ibc_core.policy import CheckpointError, Policy   # torch is only needed for checkpoints
     try:
-        return Policy.load(args.checkpoint, device=args.device, overrides=args.policy_overrides,
-                           precision=args.precision)
-    except CheckpointError as exc:
-        raise ValueError(f"cannot load checkpoint {args.checkpoint}: {exc}") from exc
+        policy = Policy.load(args.checkpoint, device=args.device, overrides=args.policy_overrides,
+                             precision=args.precision)
+        if not args.any_task:
+            policy.check_task(args.task)
+    except (CheckpointError, ValueError) as exc:
+        hint = " (--any-task evaluates it anyway)" if "trained for task" in str(exc) else ""
+        raise ValueError(f"cannot load checkpoint {args.checkpoint}: {exc}{hint}") from exc
+    return policy
 
 
 _worker_state: dict = {}
@@ -204,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="torch threads of a single worker (default 1; 0: torch's default, all cores). Use "
                              "--workers for more cores: with other jobs on the CPU, OpenMP threads "
                              "that wait for a core made a particle evaluation 20x slower")
+    parser.add_argument("--any-task", action="store_true",
+                        help="evaluate a checkpoint trained for another task (refused otherwise)")
     parser.add_argument("--batch", type=int, default=1,
                         help="episodes stepped in lock-step, the policy acting for all in one call (GPU); "
                              "see above")

@@ -99,16 +99,21 @@ def test_a_policy_of_another_task_is_refused_unless_allowed(tiny_pixel_checkpoin
     """The stack runs push_states; the checkpoint was trained on push_pixels demos: the policy
     node refuses it at start-up, naming both tasks and the override, and the stack stops."""
     log = tmp_path / "other_task.log"
-    proc = bringup(["sim:=true", "task:=push_states", f"policy:={tiny_pixel_checkpoint}", "device:=cpu"], log)
+    code = exit_status(bringup(["sim:=true", "task:=push_states", f"policy:={tiny_pixel_checkpoint}",
+                                "device:=cpu"], log), timeout=120)
+    assert code == 1, log.read_text()[-3000:]
+    assert "trained for task 'push_pixels', not 'push_states'; launch with any_task:=true" in log.read_text()
+    assert not any(alive(pid) for pid in child_pids(log))
+
+
+def exit_status(proc, timeout: float) -> int:
+    """The stack's exit status; one still running after `timeout` is killed (no orphans) and
+    the wait's TimeoutExpired fails the test."""
     try:
-        code = proc.wait(timeout=120)
+        return proc.wait(timeout=timeout)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    text = log.read_text()
-    assert code == 1, text[-3000:]
-    assert "trained for task 'push_pixels', not 'push_states'; launch with any_task:=true" in text
-    assert not any(alive(pid) for pid in child_pids(log))
 
 
 def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:

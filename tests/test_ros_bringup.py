@@ -77,6 +77,13 @@ def test_stack_selects_nodes_by_arguments_and_params_files_match_node_configs():
         parse_arguments(stack, ["camera:=usb"])
     with pytest.raises(StackError, match="unknown launch argument 'robotip'"):
         parse_arguments(stack, ["robotip:=1.2.3.4"])
+    # A value of the wrong type stops the launch, named (nodes used to drop it without a word).
+    for pair, message in [("episodes:=abc", "episodes:='abc' must be an integer"),
+                          ("episodes:=two", "episodes:='two' must be an integer"),
+                          ("seed:=1.5", "seed:='1.5' must be an integer"),
+                          ("real_time_factor:=nan", "real_time_factor:='nan' must be a number")]:
+        with pytest.raises(StackError, match=message):
+            parse_arguments(stack, ["sim:=true", pair])
 
     # Every params file holds exactly its node's config fields, and the stack's inline
     # parameters are fields too (use_sim_time is rclpy's own).
@@ -88,6 +95,14 @@ def test_stack_selects_nodes_by_arguments_and_params_files_match_node_configs():
         assert set(content) == {"/**"}, spec.params_file
         assert set(content["/**"]["ros__parameters"]) == fields, spec.params_file
         assert set(spec.parameters) - {"use_sim_time"} <= fields, spec.name
+    # A typed argument feeds node parameters of that type.
+    types = {a.name: a.type for a in stack.arguments}
+    for node in stack.nodes:
+        defaults = _flat_defaults(classes[node.executable])
+        for key, value in node.parameters.items():
+            argument = str(value)[2:-1] if str(value).startswith("$(") else None
+            if argument and types[argument] != "str":
+                assert type(defaults[key]).__name__ == types[argument], (node.name, key, argument)
 
 
 def bringup(args: list[str], log: Path) -> subprocess.Popen:

@@ -126,7 +126,8 @@ def list_arguments(stack_name: str) -> int:
     print(f"{stack.name}: {stack.description}")
     for arg in stack.arguments:
         choices = f" {{{', '.join(arg.choices)}}}" if arg.choices else ""
-        print(f"  {arg.name}:={arg.default}{choices}  {arg.description}")
+        kind = f" ({arg.type})" if arg.type != "str" else ""
+        print(f"  {arg.name}:={arg.default}{choices}{kind}  {arg.description}")
     return 0
 
 

@@ -20,7 +20,8 @@ def stack_launch_description(stack_name: str) -> LaunchDescription:
     """One DeclareLaunchArgument per stack argument (`--show-args` lists them), then the nodes
     the given values select."""
     stack = load_stack(stack_name)
-    arguments = [DeclareLaunchArgument(arg.name, default_value=arg.default, description=arg.description,
+    arguments = [DeclareLaunchArgument(arg.name, default_value=arg.default,
+                                       description=arg.description + (f" ({arg.type})" if arg.type != "str" else ""),
                                        **({"choices": list(arg.choices)} if arg.choices else {}))
                  for arg in stack.arguments]
     return LaunchDescription(arguments + [OpaqueFunction(function=partial(_nodes, stack=stack))])

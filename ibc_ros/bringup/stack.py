@@ -12,6 +12,7 @@ stack: the sim node exits after `episodes`).
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,12 +29,30 @@ class StackError(ValueError):
     """The stack description or the launch arguments are invalid; the message says which."""
 
 
+# Launch argument types: what a value must parse as. A node would otherwise drop a value that
+# does not fit its parameter's type without a word (episodes:=two ran forever).
+ARGUMENT_TYPES = {"str": str, "int": int, "float": float}
+
+
 @dataclass(frozen=True)
 class Argument:
     name: str
     default: str
     description: str = ""
     choices: tuple[str, ...] = ()
+    type: str = "str"
+
+    def check(self, value: str) -> None:
+        """StackError naming the argument and the type it needs, unless `value` fits."""
+        if self.choices and value not in self.choices:
+            raise StackError(f"{self.name}:={value} is not one of {list(self.choices)}")
+        try:
+            parsed = ARGUMENT_TYPES[self.type](value)
+        except ValueError:
+            parsed = None
+        if parsed is None or (self.type == "float" and not math.isfinite(parsed)):
+            example = {"int": "an integer, e.g. 5", "float": "a number, e.g. 0.5"}[self.type]
+            raise StackError(f"launch argument {self.name}:={value!r} must be {example} ({self.type})")
 
 
 @dataclass(frozen=True)
@@ -86,7 +105,8 @@ def load_stack(name: str, path: Path | None = None) -> Stack:
     try:
         arguments = tuple(Argument(name=arg, default=str(spec.get("default", "")),
                                    description=spec.get("description", ""),
-                                   choices=tuple(str(c) for c in spec.get("choices", ())))
+                                   choices=tuple(str(c) for c in spec.get("choices", ())),
+                                   type=str(spec.get("type", "str")))
                           for arg, spec in entry.get("arguments", {}).items())
         nodes = tuple(NodeTemplate(name=node["name"], executable=node["executable"],
                                    params_file=node.get("params_file", ""),
@@ -97,6 +117,11 @@ def load_stack(name: str, path: Path | None = None) -> Stack:
     except (KeyError, TypeError, AttributeError) as exc:
         raise StackError(f"stack {name!r} in {path} is malformed: {exc!r}") from exc
     stack = Stack(name, entry.get("description", ""), arguments, nodes)
+    for argument in arguments:
+        if argument.type not in ARGUMENT_TYPES:
+            raise StackError(f"argument {argument.name} of stack {name} in {path} has type {argument.type!r}; "
+                             f"types: {', '.join(ARGUMENT_TYPES)}")
+        argument.check(argument.default)   # a description whose own default is wrong fails here
     _check_references(stack)
     return stack
 
@@ -124,8 +149,7 @@ def parse_arguments(stack: Stack, pairs: list[str]) -> dict[str, str]:
                              f"known: {', '.join(values)}")
         values[name] = value
     for argument in stack.arguments:
-        if argument.choices and values[argument.name] not in argument.choices:
-            raise StackError(f"{argument.name}:={values[argument.name]} is not one of {list(argument.choices)}")
+        argument.check(values[argument.name])
     return values
 
 

@@ -6,10 +6,16 @@ from __future__ import annotations
 import fcntl
 import os
 import random
+import subprocess
+import sys
 import tempfile
+import uuid
+from pathlib import Path
 from typing import Iterator
 
 import pytest
+
+from tests import reaper
 
 
 def _claim_free_domain() -> int:
@@ -36,6 +42,22 @@ if "IBC_TEST_KEEP_DOMAIN" not in os.environ:
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("ROS_LOCALHOST_ONLY", "1")  # Humble's spelling of the same
 os.environ.setdefault("PYTHONUNBUFFERED", "1")
+
+
+def _start_reaper() -> None:
+    """Processes started by this run (and their children) end when the run ends, however it
+    ends: they inherit IBC_TEST_RUN, and tests/reaper.py, started outside it, ends them."""
+    if reaper.MARK in os.environ:   # a test's own inner pytest run: the outer reaper covers it
+        return
+    run_id = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+    watcher_env = dict(os.environ)
+    subprocess.Popen([sys.executable, "-m", "tests.reaper", str(os.getpid()), run_id], env=watcher_env,
+                     cwd=Path(__file__).resolve().parents[1], start_new_session=True,
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.environ[reaper.MARK] = run_id
+
+
+_start_reaper()
 
 
 @pytest.fixture

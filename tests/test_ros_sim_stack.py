@@ -55,7 +55,7 @@ def test_demo_stack_closes_the_loop_and_exits_after_the_episodes(tiny_pixel_chec
     text = log.read_text()
     assert code == 0, text[-3000:]
     assert "episode 1/2 (seed 1000000)" in text and "episode 2/2 (seed 1000001)" in text
-    assert "done: " in text and "sim finished: stopping the stack" in text
+    assert "done: " in text and "sim finished: stopping the stack" in text and "interrupted" not in text
     result = json.loads(summary.read_text())
     assert result["episodes"] == 2 and [r["seed"] for r in result["results"]] == [1000000, 1000001]
     # The policy acted on the sim's frames: setpoints carry sim-clock image stamps, inside the
@@ -92,6 +92,8 @@ def test_sim_reset_and_ctrl_c_on_a_running_sim_stack(tiny_pixel_checkpoint, tmp_
     text = log.read_text()
     assert code == 0, text[-3000:]
     assert "SIGINT: stopping all nodes" in text and "all nodes stopped" in text
+    # An interrupted run still reports what it has (here: no episode finished).
+    assert "interrupted: 0/0 episodes succeeded" in text
     assert not any(alive(pid) for pid in child_pids(log))
 
 

@@ -110,6 +110,7 @@ class SimNode(Node):
         self._setpoint = self.start_setpoint.copy()
         self.sim_time = START_TIME_S
         self.results: list[EpisodeResult] = []
+        self._finished = False   # all episodes ran and the summary is out
         self._command: tuple[np.ndarray, float] | None = None
         self._setpoint_stamp = 0.0         # stamp of the controller's newest setpoint
         self._paced_by_policy = False      # lockstep episodes: frames at policy-step boundaries
@@ -343,20 +344,35 @@ class SimNode(Node):
                                f"[{succeeded}/{len(self.results)} succeeded]")
 
     def _finish(self) -> None:
+        self._finished = True
+        self.get_logger().info(self._summary("done"))
+        self._write_summary()
+        rclpy.try_shutdown() if hasattr(rclpy, "try_shutdown") else rclpy.shutdown()
+
+    def _tally(self) -> tuple[int, float]:
         succeeded = sum(r.success for r in self.results)
-        rate = succeeded / len(self.results) if self.results else 0.0
-        self.get_logger().info(f"done: {succeeded}/{len(self.results)} episodes succeeded ({100 * rate:.1f}%), "
-                               f"task {self.config.task}, tolerance {self.task.success_tolerance} m")
+        return succeeded, succeeded / len(self.results) if self.results else 0.0
+
+    def _summary(self, verdict: str) -> str:
+        succeeded, rate = self._tally()
+        return (f"{verdict}: {succeeded}/{len(self.results)} episodes succeeded ({100 * rate:.1f}%), "
+                f"task {self.config.task}, tolerance {self.task.success_tolerance} m")
+
+    def _write_summary(self) -> None:
         if self.config.summary_file:
+            succeeded, rate = self._tally()
             summary = {"task": self.config.task, "episodes": len(self.results), "successes": succeeded,
                        "success_rate": rate, "tolerance": self.task.success_tolerance,
                        "results": [asdict(r) for r in self.results]}
             Path(self.config.summary_file).write_text(json.dumps(summary, indent=2))
-        rclpy.try_shutdown() if hasattr(rclpy, "try_shutdown") else rclpy.shutdown()
 
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5.0)
+        if not self._finished:   # Ctrl-C / the stack stopping: the episodes so far still count
+            # print: rclpy's context (and with it the logger's output) may already be shut down
+            print(self._summary("interrupted"), flush=True)
+            self._write_summary()
         self.world.close()
 
 

@@ -34,7 +34,16 @@ mkdir -p "$(dirname "$venv")"
 exec 9>"$venv.lock"
 flock 9
 
-stamp="$(cat "$repo/requirements.txt" "$repo/setup.py" | sha256sum | cut -c1-16)-$ros_mode"
+# The real `ros2 launch` / ros2 CLI (not on PyPI) where this workplace carries them beside the
+# checkout: tests/test_ros2_launch.py builds the package with colcon and launches it (it skips,
+# saying why, in clones without them). A sourced ROS 2 brings its own.
+ros2_tools="$repo/../shared/ros2-tools/install.sh"
+with_ros2_tools=""
+if [ "$ros_mode" = pypi-kilted ] && [ -x "$ros2_tools" ]; then
+  with_ros2_tools="-ros2tools-$(sha256sum "$ros2_tools" | cut -c1-8)"
+fi
+
+stamp="$(cat "$repo/requirements.txt" "$repo/setup.py" | sha256sum | cut -c1-16)-$ros_mode$with_ros2_tools"
 if [ -f "$venv/.ibc_stamp" ] && [ "$(cat "$venv/.ibc_stamp")" = "$stamp" ]; then
   exit 0
 fi
@@ -61,5 +70,10 @@ quiet_pip() {
 say "installing pinned dependencies (first run: a few minutes)"
 quiet_pip -r "$reqs"
 quiet_pip --no-deps -e "$repo"
+if [ -n "$with_ros2_tools" ]; then
+  say "adding the real ros2 launch / CLI tools from $(dirname "$ros2_tools")"
+  "$ros2_tools" "$venv" 2>&1 | grep -v -E "^WARNING: Location|^ERROR: pip's dependency resolver|requires ament_index_python" >&2 || true
+  [ -x "$venv/bin/ros2" ] || { say "ros2-tools did not install"; exit 1; }
+fi
 echo "$stamp" >"$venv/.ibc_stamp"
 say "ready: $venv"

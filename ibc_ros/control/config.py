@@ -56,6 +56,7 @@ class ControllerConfig:
     max_setpoint_step: float = 0.1           # m per setpoint and axis (the env's action limit)
     max_joint_step: float = 0.03             # rad per cycle (3 rad/s at 100 Hz; xArm max 3.14 rad/s)
     start_xy: tuple[float, float] = (0.3, -0.4)
+    limits_file: str = "arm_limits.yaml"     # the arm's hard limits (ibc_ros/control/arm_limits.py)
     workspace: WorkspaceConfig = field(default_factory=WorkspaceConfig)
     ik: IKConfig = field(default_factory=IKConfig)
 

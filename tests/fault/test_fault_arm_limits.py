@@ -1,0 +1,152 @@
+"""Safety in depth (issue 27), the driver: joint_command published straight to xarm_driver_node (its
+own process, real DDS, the real xArm SDK against the loopback arm ibc_ros/hardware/xarm_loopback.py)
+that the arm's hard limits (ibc_ros/control/arm_limits.py, config/arm_limits.yaml) refuse is never
+sent: no start pose outside the tip box is approached, no servo target leaves the box or breaks the
+per-time joint velocity / acceleration or tip speed limits; the driver holds, reports it on
+/diagnostics and logs it throttled.
+
+Measured before the fix (issue 27 items 1 and 12): a walk of 0.09 rad steps every 10 ms was streamed
+as servo targets with the tip down to 21 mm below the table; two poses 0.08 rad apart alternated at
+200 Hz reached the arm reversing direction on almost every target; a first command with the tip
+below the table was approached in position mode; the refusal error was logged ~100 times a second.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from sensor_msgs.msg import JointState
+
+from ibc_ros.control.arm_limits import ArmLimits, load_arm_limits
+from ibc_ros.hardware import xarm_loopback as lb
+from tests.fault.conftest import node_argv
+from tests.ros_client import RosClient, quiet_since, wait_for
+from tests.ros_processes import running
+from tests.test_driver_xarm_loopback import START, loopback_address
+
+pytestmark = pytest.mark.ros
+NAMES = [f"joint{i}" for i in range(1, 7)]
+REFUSAL_LOG = "refusing a joint target"
+
+
+def joint1(offset: float) -> np.ndarray:
+    return START + np.array([offset, 0.0, 0.0, 0.0, 0.0, 0.0])
+
+
+def stream(client: RosClient, pub, poses, period: float) -> None:
+    """Publish each pose, stamped now (an honest clock), every ``period`` seconds."""
+    for q in poses:
+        msg = JointState(name=NAMES, position=[float(v) for v in q])
+        msg.header.stamp = client.now().to_msg()
+        pub.publish(msg)
+        time.sleep(period)
+
+
+def driver_values(diagnostics: list) -> list[dict]:
+    return [{"level": m.status[0].level, "message": m.status[0].message,
+             **{kv.key: kv.value for kv in m.status[0].values}} for m in diagnostics]
+
+
+def start_streaming(client: RosClient, pub, arm) -> None:
+    """A valid first command: approached in position mode, then streamed."""
+    for _ in range(3000):
+        stream(client, pub, [START], 0.01)
+        if arm.servo_commands:
+            return
+    raise AssertionError("the driver never streamed the valid start pose")
+
+
+def driver(host: str) -> list[str]:
+    return node_argv("xarm_driver_node", "xarm_driver.yaml", f"robot_ip:={host}", "command_port:=5502",
+                     "command_timeout:=0.5")
+
+
+def test_driver_never_approaches_a_first_command_outside_the_box(tmp_path: Path):
+    host, log = loopback_address(), tmp_path / "driver.log"
+    limits = ArmLimits(load_arm_limits())
+    below_table = START + np.array([0.0, 0.9, 0.0, 0.0, 0.0, 0.0])   # tip at z = -0.057 m
+    assert limits.tip(below_table)[2] < 0
+    with lb.XArmLoopbackServer(lb.LoopbackConfig(host=host, command_port=5502)) as arm, \
+            RosClient("driver_first_command") as client, running(driver(host), log) as proc:
+        diagnostics = client.collect(DiagnosticArray, "/diagnostics")
+        pub = client.publisher(JointState, "joint_command")
+        wait_for(lambda: pub.get_subscription_count() > 0 and len(diagnostics) > 0, 60, "driver up")
+        stream(client, pub, [below_table] * 50, 0.01)
+        wait_for(lambda: "not approached" in log.read_text() or lb.MOVE_JOINT in arm.command_log, 20,
+                 "the driver's answer to the first command")
+        assert lb.MOVE_JOINT not in arm.command_log and arm.servo_commands == []
+        assert "below the table plane" in log.read_text()
+        wait_for(lambda: any(v["level"] == DiagnosticStatus.WARN and "not approached" in v["message"]
+                             for v in driver_values(diagnostics)), 20, "the refusal on /diagnostics")
+        # A valid one is then approached, and streamed.
+        start_streaming(client, pub, arm)
+        assert arm.command_log.count(lb.MOVE_JOINT) == 1
+        assert proc.poll() is None
+
+
+def test_driver_refuses_and_holds_commands_outside_the_arm_limits(tmp_path: Path):
+    host, log = loopback_address(), tmp_path / "driver.log"
+    limits = ArmLimits(load_arm_limits())
+    c = limits.config
+    with lb.XArmLoopbackServer(lb.LoopbackConfig(host=host, command_port=5502)) as arm, \
+            RosClient("driver_limits") as client, running(driver(host), log) as proc:
+        diagnostics = client.collect(DiagnosticArray, "/diagnostics")
+        pub = client.publisher(JointState, "joint_command")
+        wait_for(lambda: pub.get_subscription_count() > 0 and len(diagnostics) > 0, 60, "driver up")
+        start_streaming(client, pub, arm)
+        first = len(arm.servo_commands)
+
+        # A walk of 0.09 rad steps every 10 ms (9 rad/s; the tip leaves the box after a few).
+        stream(client, pub, [joint1(0.09 * k) for k in range(1, 109)], 0.01)
+        # Two poses 0.08 rad apart alternated at 200 Hz.
+        stream(client, pub, [joint1(0.08 * (k % 2)) for k in range(472)], 0.005)
+        stream(client, pub, [START] * 30, 0.01)
+        quiet_since(arm.servo_commands, 0.5, 20, "the driver done with the stream")
+        sent = np.array([r.joints for r in arm.servo_commands])[:, :6]
+        tips = np.array([limits.tip(q) for q in sent])
+        # Every servo target the arm received has its tip inside the box, above the table.
+        assert np.all(tips >= limits.box_low - 1e-9) and np.all(tips <= limits.box_high + 1e-9), \
+            (tips.min(axis=0), tips.max(axis=0))
+        # Between consecutive servo targets no joint moved faster than the limit allows however
+        # long the gap (timed over at most max_step_interval), and none reversed a joint's motion.
+        steps = np.diff(sent[first - 1:], axis=0)
+        assert np.abs(steps).max() <= c.max_joint_velocity * c.max_step_interval + 1e-9
+        moving = steps[np.abs(steps[:, 0]) > 1e-9, 0]
+        assert np.sum(np.diff(np.sign(moving)) != 0) == 0
+        wait_for(lambda: int(driver_values(diagnostics)[-1].get("refused_limits", 0)) >= 100, 5,
+                 "the refusals on /diagnostics")
+        assert proc.poll() is None
+
+    # Reported on /diagnostics: a WARN naming why, and the count.
+    values = driver_values(diagnostics)
+    warned = [v for v in values if v["level"] == DiagnosticStatus.WARN and "refusing joint targets" in v["message"]]
+    assert warned and int(values[-1]["refused_limits"]) >= 100
+    reasons = " ".join(v["last_refusal"] for v in values)
+    assert "rad/s" in reasons
+
+
+def test_driver_throttles_its_refusal_log(tmp_path: Path):
+    """Issue 27 item 12: a stream of refused targets (here 0.5 rad from the held pose, at 100 Hz for
+    1.5 s) is logged at most once per log_throttle (1 s) with the number held back, not once per
+    target (before: ~100 lines a second)."""
+    host, log = loopback_address(), tmp_path / "driver.log"
+    with lb.XArmLoopbackServer(lb.LoopbackConfig(host=host, command_port=5502)) as arm, \
+            RosClient("driver_log") as client, running(driver(host), log):
+        diagnostics = client.collect(DiagnosticArray, "/diagnostics")
+        pub = client.publisher(JointState, "joint_command")
+        wait_for(lambda: pub.get_subscription_count() > 0 and len(diagnostics) > 0, 60, "driver up")
+        start_streaming(client, pub, arm)
+        stream(client, pub, [joint1(0.5)] * 150, 0.01)
+        stream(client, pub, [START] * 30, 0.01)
+        def refused() -> int:   # (refused_jump: the counter's name before issue 27)
+            last = driver_values(diagnostics)[-1]
+            return max(int(last.get("refused_limits", 0)), int(last.get("refused_jump", 0)))
+        wait_for(lambda: refused() >= 50, 20, "refusals on /diagnostics")
+        refused = refused()
+    text = log.read_text()
+    lines = text.count(REFUSAL_LOG)
+    assert 1 <= lines <= refused / 10, (lines, refused)
+    assert "more in the last 1 s]" in text

@@ -34,7 +34,10 @@ from ibc_ros.control.config import IKConfig
 from ibc_ros.control.ik import XArmIK
 from ibc_ros.paths import share_file
 
-_RELATIVE_TOLERANCE = 1e-9   # float noise between the controller's limit() and a driver's check
+# Times are float seconds since the epoch (ROS stamps): 1.7e9 s resolve only ~0.24 us, so the same
+# stamp read as nanoseconds * 1e-9 or as sec + nanosec * 1e-9 can differ by that. A check allows
+# each step this much more time than limit() uses (0.01 % of a 10 ms cycle).
+TIME_TOLERANCE = 1e-6
 
 
 @dataclass
@@ -168,11 +171,11 @@ class ArmLimits:
         if isinstance(dt, str):
             return dt
         q = np.asarray(q, dtype=np.float64)
-        return self._motion_violation(q, self.tip(q), dt)
+        return self._motion_violation(q, self.tip(q), dt, TIME_TOLERANCE)
 
-    def _motion_violation(self, q: np.ndarray, tip: np.ndarray, dt: float) -> str | None:
+    def _motion_violation(self, q: np.ndarray, tip: np.ndarray, dt: float, slack_s: float = 0.0) -> str | None:
         c, last = self.config, self._last
-        slack = 1.0 + _RELATIVE_TOLERANCE
+        slack = 1.0 + slack_s / dt + 1e-12
         velocity = (q - last.q) / dt
         j = int(np.argmax(np.abs(velocity)))
         if abs(velocity[j]) > c.max_joint_velocity * slack:

@@ -20,7 +20,7 @@ import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from sensor_msgs.msg import JointState
 
-from ibc_ros.control.arm_limits import ArmLimits, load_arm_limits
+from ibc_ros.control.arm_limits import TIME_TOLERANCE, ArmLimits, load_arm_limits
 from ibc_ros.hardware import xarm_loopback as lb
 from tests.fault.conftest import node_argv
 from tests.ros_client import RosClient, quiet_since, wait_for
@@ -150,3 +150,52 @@ def test_driver_throttles_its_refusal_log(tmp_path: Path):
     lines = text.count(REFUSAL_LOG)
     assert 1 <= lines <= refused / 10, (lines, refused)
     assert "more in the last 1 s]" in text
+
+
+def seconds(stamp) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def test_a_burst_of_setpoints_cannot_beat_the_tip_speed_limit(tmp_path: Path):
+    """Issue 27 item 2: 1,000 setpoint_delta messages at once (before: ee_target moved 48.7 mm in
+    one 10 ms cycle and 0.93 m within 0.2 s; the commanded tip up to 19.5 mm per cycle). Now the
+    interpolated target and the forward kinematics of every joint command move at most
+    max_tip_speed per unit of time, and the joint commands stay within the arm's limits."""
+    from geometry_msgs.msg import PoseStamped, Vector3Stamped
+
+    limits = ArmLimits(load_arm_limits())
+    c = limits.config
+    controller = node_argv("controller_node", "controller_node.yaml")
+    with RosClient("burst_test") as client, running(controller, tmp_path / "controller.log"):
+        targets = client.collect(PoseStamped, "ee_target", 5000)
+        commands = client.collect(JointState, "joint_command", 5000)
+        pub = client.publisher(Vector3Stamped, "setpoint_delta", 1000)
+        wait_for(lambda: len(commands) > 10 and pub.get_subscription_count() > 0, 60, "controller up")
+        first = len(commands)
+        for k in range(1000):
+            msg = Vector3Stamped()
+            msg.header.stamp = client.now().to_msg()
+            msg.vector.x, msg.vector.y = (0.1, 0.1) if k % 2 == 0 else (0.1, -0.1)
+            pub.publish(msg)
+        # The target travels to the far corner of the workspace and stops there.
+        wait_for(lambda: len(targets) > first + 50 and len({(t.pose.position.x, t.pose.position.y)
+                                                          for t in targets[-10:]}) == 1
+                 and abs(targets[-1].pose.position.x - targets[first].pose.position.x) > 0.1, 60,
+                 "the target at rest far away")
+    xyz = np.array([[t.pose.position.x, t.pose.position.y, t.pose.position.z] for t in targets[first - 1:]])
+    ts = np.array([seconds(t.header.stamp) for t in targets[first - 1:]])
+    q = np.array([m.position for m in commands[first - 1:]])
+    tq = np.array([seconds(m.header.stamp) for m in commands[first - 1:]])
+    assert np.all(np.diff(ts) > 0) and np.all(np.diff(tq) > 0)   # every cycle, in order
+    travelled = np.linalg.norm(xyz[-1] - xyz[0])
+    assert travelled > 0.1
+    # (epoch-second stamps resolve ~0.24 us: the check allows TIME_TOLERANCE, 1 us, per step)
+    reach = c.max_tip_speed * (np.minimum(np.diff(ts), c.max_step_interval) + TIME_TOLERANCE)
+    assert np.all(np.linalg.norm(np.diff(xyz, axis=0), axis=1) <= reach)
+    tips = np.array([limits.tip(x) for x in q])
+    reach = c.max_tip_speed * (np.minimum(np.diff(tq), c.max_step_interval) + TIME_TOLERANCE)
+    assert np.all(np.linalg.norm(np.diff(tips, axis=0), axis=1) <= reach)
+    # and every joint command passes the check the driver applies
+    check = ArmLimits(c, kinematics=limits.kinematics)
+    check.reset(q[0])
+    assert [check.submit(x, t) for x, t in zip(q[1:], tq[1:])] == [None] * (len(q) - 1)

@@ -74,7 +74,7 @@ class SimNodeConfig:
                                        # state tasks: half the camera's 640x360)
     camera_height: int = 0
     status_hz: float = 10.0
-    service_timeout: float = 120.0     # wall s to wait for controller/reset and policy/reset (torch
+    service_timeout: float = 120.0     # wall s to wait for controller/start_episode and policy/reset (torch
                                        # import + checkpoint load can take a minute on a busy CPU)
     summary_file: str = ""             # write the episode results as JSON here at the end
     supervise: bool = True             # run episodes itself; false: the operator resets (sim/reset)
@@ -132,7 +132,7 @@ class SimNode(Node):
         self.distance_pub = self.create_publisher(Float32, "task/distance", 10)
         self.create_subscription(JointState, "joint_command", self._on_command, 1)
         self.create_service(Trigger, "sim/reset", self._on_reset)
-        self.controller_reset = self.create_client(Trigger, "controller/start_episode")
+        self.controller_start = self.create_client(Trigger, "controller/start_episode")
         self.policy_reset = self.create_client(Trigger, "policy/reset")
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -173,7 +173,7 @@ class SimNode(Node):
     # ------------------------------------------------------------------ episode loop
     def _run(self) -> None:
         try:
-            self._wait_for(self.controller_reset)
+            self._wait_for(self.controller_start)
             if not self.config.supervise:
                 self._run_operator_scenes()
                 return
@@ -219,7 +219,7 @@ class SimNode(Node):
         """controller/start_episode until it accepts: while the controller's e-stop is latched it
         refuses, and no episode starts until the operator releases it (controller/release_estop)."""
         while not self._stop.is_set():
-            reply = self._call(self.controller_reset)
+            reply = self._call(self.controller_start)
             if reply is None or reply.success:
                 return
             self.get_logger().warning(f"not starting the next episode: {reply.message}", throttle_duration_sec=10.0)

@@ -34,7 +34,8 @@ class XArmDriverNode(Node):
     def __init__(self) -> None:
         super().__init__("xarm_driver")
         self.config = config_from_parameters(self, DriverNodeConfig)
-        logging.basicConfig(level=logging.INFO)
+        # the driver logic logs through Python logging, from its own threads: stamp each line
+        logging.basicConfig(level=logging.INFO, format="[%(created).3f] %(levelname)s %(name)s: %(message)s")
         self.driver = XArmDriver(self.config, on_command=self._publish_sent, on_fault=self._on_fault)
         latest_only = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                                  history=HistoryPolicy.KEEP_LAST)

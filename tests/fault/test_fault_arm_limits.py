@@ -12,6 +12,7 @@ below the table was approached in position mode; the refusal error was logged ~1
 """
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -116,22 +117,24 @@ def test_driver_refuses_and_holds_commands_outside_the_arm_limits(tmp_path: Path
         assert np.abs(steps).max() <= c.max_joint_velocity * c.max_step_interval + 1e-9
         moving = steps[np.abs(steps[:, 0]) > 1e-9, 0]
         assert np.sum(np.diff(np.sign(moving)) != 0) == 0
-        wait_for(lambda: int(driver_values(diagnostics)[-1].get("refused_limits", 0)) >= 100, 5,
+        # (how many of the 580 bad targets the driver gets to see depends on the machine: it only
+        # ever takes the newest)
+        wait_for(lambda: int(driver_values(diagnostics)[-1].get("refused_limits", 0)) >= 1, 5,
                  "the refusals on /diagnostics")
         assert proc.poll() is None
 
     # Reported on /diagnostics: a WARN naming why, and the count.
     values = driver_values(diagnostics)
     warned = [v for v in values if v["level"] == DiagnosticStatus.WARN and "refusing joint targets" in v["message"]]
-    assert warned and int(values[-1]["refused_limits"]) >= 100
+    assert warned and int(values[-1]["refused_limits"]) >= 1
     reasons = " ".join(v["last_refusal"] for v in values)
     assert "rad/s" in reasons
 
 
 def test_driver_throttles_its_refusal_log(tmp_path: Path):
-    """Issue 27 item 12: a stream of refused targets (here 0.5 rad from the held pose, at 100 Hz for
-    1.5 s) is logged at most once per log_throttle (1 s) with the number held back, not once per
-    target (before: ~100 lines a second)."""
+    """Issue 27 item 12: a stream of refused targets (0.5 rad from the held pose, at 100 Hz) is
+    logged at most once per log_throttle (1 s), each line saying how many it held back, not once per
+    target (before: 93 lines in about a second). Measured on the log's own timestamps."""
     host, log = loopback_address(), tmp_path / "driver.log"
     with lb.XArmLoopbackServer(lb.LoopbackConfig(host=host, command_port=5502)) as arm, \
             RosClient("driver_log") as client, running(driver(host), log):
@@ -139,17 +142,23 @@ def test_driver_throttles_its_refusal_log(tmp_path: Path):
         pub = client.publisher(JointState, "joint_command")
         wait_for(lambda: pub.get_subscription_count() > 0 and len(diagnostics) > 0, 60, "driver up")
         start_streaming(client, pub, arm)
-        stream(client, pub, [joint1(0.5)] * 150, 0.01)
-        stream(client, pub, [START] * 30, 0.01)
+
         def refused() -> int:   # (refused_jump: the counter's name before issue 27)
             last = driver_values(diagnostics)[-1]
             return max(int(last.get("refused_limits", 0)), int(last.get("refused_jump", 0)))
-        wait_for(lambda: refused() >= 50, 20, "refusals on /diagnostics")
-        refused = refused()
-    text = log.read_text()
-    lines = text.count(REFUSAL_LOG)
-    assert 1 <= lines <= refused / 10, (lines, refused)
-    assert "more in the last 1 s]" in text
+        for _ in range(60):     # until the driver has refused 30 (the rate it sees them at varies)
+            stream(client, pub, [joint1(0.5)] * 50, 0.01)
+            if refused() >= 30:
+                break
+        stream(client, pub, [START] * 30, 0.01)
+        wait_for(lambda: refused() >= 30, 20, "refusals on /diagnostics")
+        total = refused()
+    lines = [line for line in log.read_text().splitlines() if REFUSAL_LOG in line]
+    assert 1 <= len(lines) < total, (len(lines), total)
+    held_back = [int(m.group(1)) for line in lines for m in [re.search(r"\[(\d+) more in the last 1 s\]", line)] if m]
+    assert held_back and len(lines) + sum(held_back) <= total
+    stamps = [float(line.split("]")[0].lstrip("[")) for line in lines]   # [%(created)] first
+    assert np.all(np.diff(stamps) >= 1.0 - 1e-3), np.diff(stamps)
 
 
 def seconds(stamp) -> float:
@@ -199,3 +208,49 @@ def test_a_burst_of_setpoints_cannot_beat_the_tip_speed_limit(tmp_path: Path):
     check = ArmLimits(c, kinematics=limits.kinematics)
     check.reset(q[0])
     assert [check.submit(x, t) for x, t in zip(q[1:], tq[1:])] == [None] * (len(q) - 1)
+
+
+def test_sim_arm_refuses_a_command_the_driver_would_refuse(tmp_path: Path):
+    """Issue 27 item 5: a well-formed joint_command to the sim node put the simulated tip at
+    z = -0.141 m, with no log line. The sim's arm applies the driver's check: it holds, logs the
+    refusal, and its tip (forward kinematics of its joint_states) never goes below the box."""
+    from rosgraph_msgs.msg import Clock
+
+    from ibc_ros.control import SafetyEnvelope, XArmIK, load_controller_config
+
+    config = load_controller_config()
+    limits = ArmLimits(load_arm_limits())
+    ik = XArmIK(config.ik)
+    start = ik.solve(SafetyEnvelope(config).clamp_target(config.start_xy), seed=np.array(config.ik.rest_joints))
+    into_table = start + np.array([0.0, 0.35, 0.0, 0.0, 0.0, 0.0])
+    assert limits.tip(into_table)[2] < -0.05
+    log = tmp_path / "sim.log"
+    # The controller only answers controller/start_episode here: its joint commands go elsewhere.
+    controller = node_argv("controller_node", "controller_node.yaml", "reset_jumps:=true", "use_sim_time:=true") \
+        + ["-r", "joint_command:=unused_joint_command"]
+    sim = node_argv("sim_node", "sim.yaml", "supervise:=false", "lockstep:=false", "task:=push_states")
+    with RosClient("sim_limits") as client, running(controller, tmp_path / "controller.log"), \
+            running(sim, log) as proc:
+        clock = client.collect(Clock, "/clock", 10)
+        states = client.collect(JointState, "joint_states", 10000)
+        pub = client.publisher(JointState, "joint_command")
+        wait_for(lambda: "ready" in log.read_text() and len(states) > 5 and pub.get_subscription_count() > 0,
+                 120, "the sim scene up")
+
+        def command(q, count: int) -> None:
+            for _ in range(count):
+                msg = JointState(name=NAMES, position=[float(v) for v in q])
+                msg.header.stamp = clock[-1].clock
+                pub.publish(msg)
+                time.sleep(0.01)
+
+        command(start, 20)
+        mark = len(states)
+        command(into_table, 100)
+        count = len(states)
+        wait_for(lambda: len(states) > count + 50, 20, "the sim ticking on")
+        tips = np.array([limits.tip(m.position) for m in states[mark:]])
+        assert tips[:, 2].min() >= limits.config.tip_box.z[0], tips[:, 2].min()
+        wait_for(lambda: "sim arm refusing" in log.read_text(), 20, "the sim's refusal in its log")
+        assert "below the table plane" in log.read_text()
+        assert proc.poll() is None

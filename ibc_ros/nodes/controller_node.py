@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 from geometry_msgs.msg import PointStamped, PoseStamped, Vector3Stamped
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool
 from std_srvs.srv import Trigger
 
 from ibc_ros.control import CartesianController, EStopLatched, load_controller_config
-from ibc_ros.nodes.common import age_seconds, config_from_parameters, joint_state_msg, run_node, stamp_seconds
+from ibc_ros.nodes.common import (ESTOP_QOS, ESTOP_TOPIC, age_seconds, config_from_parameters, joint_state_msg,
+                                  run_node, stamp_seconds)
 from ibc_ros.paths import share_file
 
 
@@ -65,9 +65,7 @@ class ControllerNode(Node):
         self.joint_pub = self.create_publisher(JointState, "joint_command", 10)
         self.target_pub = self.create_publisher(PoseStamped, "ee_target", 10)
         self.setpoint_pub = self.create_publisher(PointStamped, "controller/setpoint", 10)
-        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self.estop_pub = self.create_publisher(Bool, "controller/estop_latched", latched)
+        self.estop_pub = self.create_publisher(Bool, ESTOP_TOPIC, ESTOP_QOS)
         self.create_subscription(Vector3Stamped, "setpoint_delta", self._on_setpoint, 10)
         self.create_service(Trigger, "controller/estop", self._on_estop)
         self.create_service(Trigger, "controller/release_estop", self._on_release_estop)

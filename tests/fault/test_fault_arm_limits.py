@@ -254,3 +254,37 @@ def test_sim_arm_refuses_a_command_the_driver_would_refuse(tmp_path: Path):
         wait_for(lambda: "sim arm refusing" in log.read_text(), 20, "the sim's refusal in its log")
         assert "below the table plane" in log.read_text()
         assert proc.poll() is None
+
+
+def test_no_component_starts_an_episode_while_the_estop_is_latched(tiny_rgb_checkpoint, tmp_path: Path):
+    """Issue 27 item 3, every component: while the controller's e-stop is latched, controller/reset,
+    policy/reset and recorder/start are refused (naming the e-stop); after the operator's
+    controller/release_estop they work again. (The sim's episode loop: test_ros_sim_stack.py.)"""
+    from std_srvs.srv import Trigger
+
+    controller = node_argv("controller_node", "controller_node.yaml")
+    policy = node_argv("policy_node", "policy.yaml", f"checkpoint:={tiny_rgb_checkpoint}", "device:=cpu",
+                       "torch_threads:=1")
+    recorder = node_argv("recorder_node", "recorder.yaml", f"output_dir:={tmp_path / 'bags'}")
+    with RosClient("estop_components") as client, running(controller, tmp_path / "controller.log"), \
+            running(policy, tmp_path / "policy.log"), running(recorder, tmp_path / "recorder.log"):
+        starts = {"controller/reset": "e-stop latched", "policy/reset": "e-stop is latched",
+                  "recorder/start": "e-stop is latched"}
+        for name in starts:   # all up, each starts an episode normally
+            assert client.call(Trigger, name, Trigger.Request(), timeout=120).success, name
+        assert client.call(Trigger, "recorder/stop", Trigger.Request()).success
+        assert client.call(Trigger, "controller/estop", Trigger.Request()).success
+
+        def answer(name: str):
+            reply = client.call(Trigger, name, Trigger.Request())
+            if reply.success and name == "recorder/start":
+                assert client.call(Trigger, "recorder/stop", Trigger.Request()).success
+            return reply
+
+        for name, reason in starts.items():
+            # (the others hear the latched state on controller/estop_latched: ask until they have)
+            wait_for(lambda: reason in answer(name).message, 20, f"{name} refused while the e-stop is latched")
+            assert not answer(name).success
+        assert client.call(Trigger, "controller/release_estop", Trigger.Request()).success
+        for name in starts:
+            wait_for(lambda: answer(name).success, 20, f"{name} accepted after the release")

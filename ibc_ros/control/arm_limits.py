@@ -30,7 +30,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ibc_core.config_io import load_config
-from ibc_ros.control.config import IKConfig
+from ibc_ros.control.config import IKConfig, require_ranges
 from ibc_ros.control.ik import XArmIK
 from ibc_ros.paths import share_file
 
@@ -48,9 +48,7 @@ class TipBoxConfig:
     z: tuple[float, float] = (0.005, 0.30)
 
     def validate(self) -> None:
-        for name, (low, high) in (("x", self.x), ("y", self.y), ("z", self.z)):
-            if not low < high:
-                raise ValueError(f"tip_box.{name} must be [low, high] with low < high, got {[low, high]}")
+        require_ranges("tip_box", x=self.x, y=self.y, z=self.z)
         if self.z[0] < 0:
             raise ValueError(f"tip_box.z must start at or above the table plane (z >= 0), got {list(self.z)}")
 
@@ -240,6 +238,18 @@ class ArmLimits:
                 return q.copy()
             factor *= 0.9
             q = last.q + factor * step
+        # No point on the chord will do: after a much shorter cycle than the last, even stopping
+        # can need more than max_joint_acceleration. Then each joint's velocity moves towards the
+        # wanted one as far as the acceleration limit allows, or the last velocity is kept.
+        wanted_velocity = step / dt
+        bounded = np.clip(np.clip(wanted_velocity, last.velocity - room, last.velocity + room),
+                          -c.max_joint_velocity, c.max_joint_velocity)
+        for velocity in (bounded, last.velocity):
+            q = last.q + velocity * dt
+            tip = self.tip(q)
+            if self._motion_violation(q, tip, dt) is None and self._tip_violation(tip) is None:
+                self.accept(q, t)
+                return q.copy()
         hold = last.q.copy()
         if self._motion_violation(hold, last.tip, dt) is None:
             self.accept(hold, t)

@@ -180,24 +180,32 @@ def test_a_burst_of_setpoints_cannot_beat_the_tip_speed_limit(tmp_path: Path):
         commands = client.collect(JointState, "joint_command", 5000)
         pub = client.publisher(Vector3Stamped, "setpoint_delta", 1000)
         wait_for(lambda: len(commands) > 10 and pub.get_subscription_count() > 0, 60, "controller up")
-        first = len(commands)
-        for k in range(1000):
-            msg = Vector3Stamped()
-            msg.header.stamp = client.now().to_msg()
-            msg.vector.x, msg.vector.y = (0.1, 0.1) if k % 2 == 0 else (0.1, -0.1)
-            pub.publish(msg)
-        # The target travels to the far corner of the workspace and stops there.
-        wait_for(lambda: len(targets) > first + 50 and len({(t.pose.position.x, t.pose.position.y)
-                                                          for t in targets[-10:]}) == 1
-                 and abs(targets[-1].pose.position.x - targets[first].pose.position.x) > 0.1, 60,
-                 "the target at rest far away")
-    xyz = np.array([[t.pose.position.x, t.pose.position.y, t.pose.position.z] for t in targets[first - 1:]])
-    ts = np.array([seconds(t.header.stamp) for t in targets[first - 1:]])
+        first, first_target = len(commands), len(targets)
+
+        def at_rest() -> bool:
+            return len({(t.pose.position.x, t.pose.position.y) for t in targets[-10:]}) == 1
+
+        def travelled() -> float:
+            return float(np.hypot(targets[-1].pose.position.x - targets[first_target].pose.position.x,
+                                  targets[-1].pose.position.y - targets[first_target].pose.position.y))
+        # At least two setpoints' worth (0.1 m each) must be taken at once to be a burst; on a
+        # loaded machine the controller may drop some as late (max_setpoint_age): send another.
+        for _ in range(5):
+            for k in range(1000):
+                msg = Vector3Stamped()
+                msg.header.stamp = client.now().to_msg()
+                msg.vector.x, msg.vector.y = (0.1, 0.1) if k % 2 == 0 else (0.1, -0.1)
+                pub.publish(msg)
+            count = len(targets)
+            wait_for(lambda: len(targets) > count + 50 and at_rest(), 60, "the target at rest")
+            if travelled() > 0.15:
+                break
+    xyz = np.array([[t.pose.position.x, t.pose.position.y, t.pose.position.z] for t in targets[first_target - 1:]])
+    ts = np.array([seconds(t.header.stamp) for t in targets[first_target - 1:]])
     q = np.array([m.position for m in commands[first - 1:]])
     tq = np.array([seconds(m.header.stamp) for m in commands[first - 1:]])
     assert np.all(np.diff(ts) > 0) and np.all(np.diff(tq) > 0)   # every cycle, in order
-    travelled = np.linalg.norm(xyz[-1] - xyz[0])
-    assert travelled > 0.1
+    assert np.linalg.norm(xyz[-1] - xyz[0]) > 0.15
     # (epoch-second stamps resolve ~0.24 us: the check allows TIME_TOLERANCE, 1 us, per step)
     reach = c.max_tip_speed * (np.minimum(np.diff(ts), c.max_step_interval) + TIME_TOLERANCE)
     assert np.all(np.linalg.norm(np.diff(xyz, axis=0), axis=1) <= reach)

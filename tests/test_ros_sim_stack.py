@@ -253,7 +253,7 @@ def test_estop_latches_until_the_operator_releases_it(tiny_pixel_checkpoint, tmp
         accepted = client.collect(PointStamped, "controller/setpoint", 1000)
         proc = bringup(["sim:=true", f"policy:={tiny_pixel_checkpoint}", "device:=cpu", "max_steps:=4"], log)
         try:
-            wait_for(lambda: len(setpoints) >= 2, 120, "setpoints from the running stack")
+            wait_for(lambda: len(setpoints) >= 2 and len(targets) > 0, 120, "setpoints from the running stack")
             assert client.call(Trigger, "controller/estop", Trigger.Request()).success
             mark, mark_accepted = len(targets), len(accepted)
             # The episode ends (max_steps); the next one is refused while the e-stop is latched.
@@ -309,7 +309,7 @@ def test_controller_reset_mid_episode_goes_through_the_limits(tiny_pixel_checkpo
         targets = client.collect(PoseStamped, "ee_target", 10000)
         proc = bringup(["sim:=true", f"policy:={tiny_pixel_checkpoint}", "device:=cpu", "max_steps:=200"], log)
         try:
-            wait_for(lambda: len(setpoints) >= 5 and np.linalg.norm(
+            wait_for(lambda: len(setpoints) >= 5 and len(targets) > 0 and np.linalg.norm(
                 [targets[-1].pose.position.x - start[0], targets[-1].pose.position.y - start[1]]) > 0.02,
                 180, "the policy moving the target away from the start")
             marks = len(commands), len(states), len(targets)

@@ -59,8 +59,8 @@ class CartesianController:
         return self._ee_target.copy()
 
     def reset(self, start_xy: np.ndarray | None = None, t: float = 0.0) -> np.ndarray:
-        """Put the setpoint at ``start_xy`` (default: config.start_xy) at once, clear the e-stop
-        and return the joint positions for it (the pose to move the arm to before streaming).
+        """Put the setpoint at ``start_xy`` (default: config.start_xy) at once and return the
+        joint positions for it (the pose to move the arm to before streaming).
         The joint command jumps there: only for an arm that is (placed) at that pose; a
         streaming arm goes back with ``return_to_start``. Raises EStopLatched while latched."""
         if self.estopped:

@@ -3,8 +3,9 @@ and a D415-like camera.
 
 Two layers share one world:
   PushWorld  the physical scene, stepped by raw joint commands (what the ROS sim node drives):
-             reset(seed), apply_joint_command(q), step(dt), joint_positions(), render_rgb(),
-             task_status().
+             reset(seed), apply_joint_command(q, t), step(dt), joint_positions(), render_rgb(),
+             task_status(). Its arm refuses (and holds) every command the real arm's driver
+             refuses: the same check, ibc_ros.control.arm_limits, on the same URDF.
   PushEnv    the policy-level env: delta-xy actions at 5 Hz, each run through the
              CartesianController of ibc_ros.control (20 ticks at 100 Hz, the same code the ROS
              controller node runs), observation() -> {"state", "rgb"}.
@@ -18,7 +19,8 @@ import numpy as np
 import pybullet
 from pybullet_utils.bullet_client import BulletClient
 
-from ibc_ros.control import CartesianController, ControllerConfig, SafetyEnvelope, XArmIK, load_controller_config
+from ibc_ros.control import (ArmLimits, CartesianController, ControllerConfig, SafetyEnvelope, XArmIK,
+                             load_arm_limits, load_controller_config)
 from ibc_ros.control.robot_description import PUSHER_LINK, TIP_LINK, joint_indices, link_index, resolved_urdf_path
 from sim.config import CameraConfig, TaskConfig
 
@@ -61,6 +63,10 @@ class PushWorld:
         ik = XArmIK(self.controller_config.ik)
         self.start_joints = ik.solve(start, seed=np.array(self.controller_config.ik.rest_joints))
         ik.close()
+        self.limits = ArmLimits(load_arm_limits(self.controller_config.limits_file))
+        self.limits.reset(self.start_joints)
+        self.refused = 0                   # joint commands the arm refused (the driver would too)
+        self.last_refusal = ""
         self._rng = np.random.default_rng(0)
         self.target_poses = np.zeros((self.num_targets, 3))     # x, y, yaw
         self._stage = 0
@@ -97,6 +103,7 @@ class PushWorld:
                         for i in range(self.num_targets)]
 
     def close(self) -> None:
+        self.limits.close()
         if self._client.isConnected():
             self._client.disconnect()
 
@@ -115,7 +122,8 @@ class PushWorld:
         self._build_scene()
         for index, value in zip(self._joints, self.start_joints):
             c.resetJointState(self.robot, index, float(value), 0.0)
-        self.apply_joint_command(self.start_joints)
+        self._drive(self.start_joints)
+        self.limits.reset(self.start_joints)   # placed there: the next command is checked against it
         c.resetBasePositionAndOrientation(self.block, [*block_xy, scene.block_size / 2],
                                           c.getQuaternionFromEuler([0, 0, block_yaw]))
         c.resetBaseVelocity(self.block, [0, 0, 0], [0, 0, 0])
@@ -136,11 +144,22 @@ class PushWorld:
         raise RuntimeError("cannot place the targets apart: check scene.targets_x/targets_y")
 
     # -- joint-level interface (ROS sim node) --------------------------------------------
-    def apply_joint_command(self, q: np.ndarray) -> None:
-        """Position targets for the six arm joints (held until the next command)."""
+    def apply_joint_command(self, q: np.ndarray, t: float) -> str | None:
+        """Position targets for the six arm joints, commanded for time ``t`` (s; held until the
+        next command) - if the arm's limits accept them, as the real arm's driver would. Returns
+        None, or why the command was refused (the arm then holds its last accepted command)."""
         q = np.asarray(q, dtype=np.float64)
         if q.shape != (6,) or not np.all(np.isfinite(q)):
             raise ValueError(f"joint command must be 6 finite positions, got {q!r}")
+        reason = self.limits.submit(q, t)
+        if reason is not None:
+            self.refused += 1
+            self.last_refusal = reason
+            return reason
+        self._drive(q)
+        return None
+
+    def _drive(self, q: np.ndarray) -> None:
         force = self.config.physics.arm_max_force
         self._client.setJointMotorControlArray(self.robot, list(self._joints), pybullet.POSITION_CONTROL,
                                                targetPositions=q.tolist(), forces=[force] * 6)
@@ -241,7 +260,7 @@ class PushEnv:
         for _ in range(self.ticks_per_step):
             self._tick += 1
             joints, _ = self.controller.step(self._tick * period)
-            self.world.apply_joint_command(joints)
+            self.world.apply_joint_command(joints, self._tick * period)
             self.world.step(period)
         self.steps += 1
         status = self.world.task_status()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ibc_ros.control import CartesianController, IKError, XArmIK, load_controller_config
+from ibc_ros.control import CartesianController, EStopLatched, IKError, XArmIK, load_controller_config
 
 
 @pytest.fixture(scope="module")
@@ -70,13 +70,21 @@ def test_controller_rejects_bad_setpoints_and_estop_holds(config, ik):
         controller.on_setpoint_delta(np.array([np.nan, 0.0]), 0.0)
     np.testing.assert_allclose(controller.setpoint, before)
     controller.on_setpoint_delta(np.array([0.05, 0.0]), 0.0)
-    controller.step(0.1)
+    for tick in range(1, 11):                      # 100 Hz up to t = 0.1 s
+        controller.step(tick * config.period_s)
     controller.estop(0.1)
     stopped_at = controller.setpoint
     assert stopped_at[0] == pytest.approx(0.425)
     controller.on_setpoint_delta(np.array([0.05, 0.0]), 0.2)
     _, target = controller.step(0.5)
     np.testing.assert_allclose(target, stopped_at)
+    # The e-stop latches: a reset is refused until the operator's explicit release.
+    with pytest.raises(EStopLatched):
+        controller.reset([0.4, 0.0])
+    with pytest.raises(EStopLatched):
+        controller.return_to_start(0.6, 0.1)
+    assert controller.estopped
+    controller.release_estop(0.6)
     controller.reset([0.4, 0.0])
     assert not controller.estopped
 
@@ -89,7 +97,9 @@ def test_setpoints_are_clamped_to_the_workspace(config, ik):
         controller.on_setpoint_delta(np.array([0.0, -0.1]), t)
         t += config.setpoint_period_s
     assert controller.setpoint[1] == pytest.approx(config.workspace.y[0])
-    _, target = controller.step(t + 1.0)
+    for _ in range(100):                          # 1 s at 100 Hz (the tip speed limit paces it)
+        t += config.period_s
+        _, target = controller.step(t)
     assert target[1] == pytest.approx(config.workspace.y[0])
     assert controller.ik_failures == 0
 
@@ -106,6 +116,7 @@ def test_return_to_start_drives_back_in_a_straight_line_without_a_joint_jump(con
             t += period
             controller.step(t)
     controller.estop(t)
+    controller.release_estop(t)                     # the operator's release, then the reset
     away = controller.ee_target
     start = controller.envelope.clamp_target(config.start_xy)
     speed = 0.1

@@ -68,9 +68,9 @@ def test_driver_moves_to_start_streams_refuses_stale_and_recovers(arm_server):
 
         # Stale: a command older than command_timeout is refused, nothing reaches the arm.
         assert not driver.submit(ramp[-1] + 0.001, age_s=0.6)
-        # A jump beyond max_joint_step is refused as well.
+        # A jump beyond the joint velocity limit is refused as well.
         driver.submit(ramp[-1] + 0.5, age_s=0.0)
-        wait_for(lambda: driver.status().refused_jump == 1, 5, "jump refusal")
+        wait_for(lambda: driver.status().refused_limits == 1, 5, "jump refusal")
         assert len(arm_server.servo_commands) == 20 and driver.status().refused_stale == 1
 
         # An error (C31 collision) stops streaming; commands are not sent; recover resumes.
@@ -101,7 +101,9 @@ def test_stalled_sdk_call_does_not_block_submit_and_old_targets_are_dropped(arm_
     try:
         assert driver.status().phase == Phase.STREAMING
         arm_server.stall_s = 0.3  # every reply now takes 300 ms, like the reported SDK stalls
-        targets = [START + 0.001 * i for i in range(1, 31)]
+        # 0.3 mrad per target: even the newest after a stall is within the arm's limits (a
+        # bigger catch-up jump would rightly be refused, arm_limits.max_tip_speed)
+        targets = [START + 0.0003 * i for i in range(1, 31)]
         for q in targets:  # 30 targets at ~100 Hz while the arm link is stalled
             driver.submit(q, age_s=0.0)
             time.sleep(0.01)

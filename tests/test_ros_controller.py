@@ -97,8 +97,12 @@ def test_controller_node_interpolates_clamps_holds_and_estops(tmp_path):
         send(client, pub, 0.05, 0.05)
         time.sleep(0.4)
         assert np.allclose([targets[-1].pose.position.x, targets[-1].pose.position.y], held, atol=1e-12)
-        # Reset (hardware setting: reset_jumps false) drives back to the start at return_speed,
-        # without a joint jump, then accepts setpoints again.
+        # The e-stop latches: a reset is refused until the operator's explicit release.
+        reply = client.call(Trigger, "controller/reset", Trigger.Request())
+        assert not reply.success and "e-stop latched" in reply.message
+        assert client.call(Trigger, "controller/release_estop", Trigger.Request()).success
+        # Reset drives back to the start at return_speed, without a joint jump, then accepts
+        # setpoints again.
         reply = client.call(Trigger, "controller/reset", Trigger.Request())
         assert reply.success and "returning to the start" in reply.message
         start_xy = tuple(config.start_xy)

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import os
 import signal
 import time
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from geometry_msgs.msg import Vector3Stamped
 from sensor_msgs.msg import Image
@@ -257,3 +259,106 @@ def test_policy_node_acts_on_the_newest_fresh_frame_like_offline_inference(tiny_
         assert energy[-1].encoding == "rgb8" and (energy[-1].height, energy[-1].width) == (180, 320)
         assert latency and all(0.0 <= value.data < 5.0 for value in latency)
     assert f"settings changed: {overrides}" in (tmp_path / "policy.log").read_text()
+
+
+def test_estop_latches_until_the_operator_releases_it(tiny_pixel_checkpoint, tmp_path):
+    """Issue 27 item 3: after controller/estop the sim's next episode used to reset the controller
+    and clear the e-stop (~10 s later: 201 distinct joint commands and 14 accepted setpoints in the
+    next 4 s, no log line about it). Now the e-stop latches: the running episode plays out with the
+    target held, controller/reset is refused, the sim does not start the next episode (and says
+    so) until controller/release_estop; then episodes go on."""
+    from geometry_msgs.msg import PointStamped, PoseStamped
+
+    log = tmp_path / "stack.log"
+    with RosClient("estop_observer") as client:
+        setpoints = client.collect(Vector3Stamped, "setpoint_delta")
+        targets = client.collect(PoseStamped, "ee_target", 10000)
+        accepted = client.collect(PointStamped, "controller/setpoint", 1000)
+        proc = bringup(["sim:=true", f"policy:={tiny_pixel_checkpoint}", "device:=cpu", "max_steps:=4"], log)
+        try:
+            wait_for(lambda: len(setpoints) >= 2 and len(targets) > 0, 120, "setpoints from the running stack")
+            assert client.call(Trigger, "controller/estop", Trigger.Request()).success
+            mark, mark_accepted = len(targets), len(accepted)
+            # The episode ends (max_steps); the next one is refused while the e-stop is latched.
+            wait_for(lambda: "not starting the next episode" in log.read_text(), 120,
+                     "the sim refusing to start an episode while the e-stop is latched")
+            reply = client.call(Trigger, "controller/reset", Trigger.Request())
+            assert not reply.success and "e-stop latched" in reply.message
+            quiet_since(targets, 1.0, 30, "the held stack")
+            after = [(t.pose.position.x, t.pose.position.y) for t in targets[mark:]]
+            # (the first few may have been published before the e-stop took effect)
+            assert len(set(after[5:])) == 1, f"{len(set(after[5:]))} distinct targets while e-stopped"
+            held = after[-1]
+            # no setpoint accepted: the controller answers each (lock-step) with the held one
+            assert all((p.point.x, p.point.y) == held for p in accepted[mark_accepted + 2:])
+            text = log.read_text()
+            assert "E-STOP latched" in text and "e-stop latched" in text.split("not starting the next episode")[1]
+            ended = re.findall(r"episode (\d+) \(seed", text)
+            # (the e-stop may have caught episode 1 or, on a slow machine, episode 2)
+            assert ended and ended == [str(k) for k in range(1, len(ended) + 1)]
+            assert re.findall(r"episode (\d+) \(seed", log.read_text()) == ended   # none started meanwhile
+            # The operator's release: episodes go on, setpoints move the target again.
+            assert client.call(Trigger, "controller/release_estop", Trigger.Request()).success
+            wait_for(lambda: f"episode {len(ended) + 1} (seed" in log.read_text(), 120,
+                     "the next episode after the release")
+            assert "e-stop released by the operator" in log.read_text()
+            assert len({(t.pose.position.x, t.pose.position.y) for t in targets[mark:]}) > 2
+            os.killpg(proc.pid, signal.SIGINT)
+            proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_controller_reset_mid_episode_goes_through_the_limits(tiny_pixel_checkpoint, tmp_path):
+    """Issue 27 item 4: controller/reset mid-episode on the sim stack used to jump joint_command
+    by 0.951 rad in one cycle and the simulated tip by up to 58 mm per tick. Now it drives the
+    target back to the start in a straight line at return_speed: every joint command passes the
+    arm's limits (the driver's check), and the simulated arm never refuses one."""
+    from geometry_msgs.msg import PoseStamped
+    from sensor_msgs.msg import JointState
+
+    from ibc_ros.control import SafetyEnvelope, load_controller_config
+    from ibc_ros.control.arm_limits import ArmLimits, load_arm_limits
+
+    config = load_controller_config()
+    limits = ArmLimits(load_arm_limits())
+    start = SafetyEnvelope(config).clamp_target(config.start_xy)
+    log = tmp_path / "stack.log"
+    with RosClient("reset_observer") as client:
+        setpoints = client.collect(Vector3Stamped, "setpoint_delta")
+        commands = client.collect(JointState, "joint_command", 10000)
+        states = client.collect(JointState, "joint_states", 10000)
+        targets = client.collect(PoseStamped, "ee_target", 10000)
+        proc = bringup(["sim:=true", f"policy:={tiny_pixel_checkpoint}", "device:=cpu", "max_steps:=200"], log)
+        try:
+            wait_for(lambda: len(setpoints) >= 5 and len(targets) > 0 and np.linalg.norm(
+                [targets[-1].pose.position.x - start[0], targets[-1].pose.position.y - start[1]]) > 0.02,
+                180, "the policy moving the target away from the start")
+            marks = len(commands), len(states), len(targets)
+            reply = client.call(Trigger, "controller/reset", Trigger.Request())
+            assert reply.success
+            wait_for(lambda: np.allclose([targets[-1].pose.position.x, targets[-1].pose.position.y],
+                                         start[:2], atol=1e-9), 120, "the target back at the start")
+            count = len(states)
+            wait_for(lambda: len(states) > count + 20, 60, "the arm settling at the start")
+            os.killpg(proc.pid, signal.SIGINT)
+            proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    text = log.read_text()
+    assert "episode 1 (seed" not in text   # one episode throughout: no placement in the window
+    assert "sim arm refusing" not in text
+    q = np.array([m.position for m in commands[marks[0] - 1:]])
+    tq = np.array([m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m in commands[marks[0] - 1:]])
+    assert np.abs(np.diff(q, axis=0)).max() <= config.max_joint_step + 1e-9
+    check = ArmLimits(limits.config, kinematics=limits.kinematics)
+    check.reset(q[0])
+    assert [check.submit(x, t) for x, t in zip(q[1:], tq[1:])] == [None] * (len(q) - 1)
+    # The simulated tip (forward kinematics of the sim's joint_states) per 10 ms tick.
+    tips = np.array([limits.tip(m.position) for m in states[marks[1] - 1:]])
+    moves = np.linalg.norm(np.diff(tips, axis=0), axis=1)
+    print(f"simulated tip per tick during the return: max {moves.max() * 1000:.2f} mm")
+    assert moves.max() <= limits.config.max_tip_speed * config.period_s
+    assert "returning to the start" in reply.message

@@ -78,14 +78,45 @@ def test_world_follows_raw_joint_commands_and_reports_status(env):
     world = env.world
     world.reset(3)
     goal = world.start_joints + np.array([0.2, -0.1, 0.1, 0.0, 0.1, 0.3])
-    world.apply_joint_command(goal)
-    for _ in range(100):
+    for tick in range(1, 101):                       # a ramp at 100 Hz, within the arm's limits
+        assert world.apply_joint_command(world.start_joints + (goal - world.start_joints) * min(tick / 50, 1.0),
+                                         tick * 0.01) is None
         world.step(0.01)
     np.testing.assert_allclose(world.joint_positions(), goal, atol=2e-3)
     status = world.task_status()
     assert not status.success and status.distance > env.config.success_tolerance and status.num_targets == 1
     with pytest.raises(ValueError):
-        world.apply_joint_command(np.array([0.0, 1.0]))
+        world.apply_joint_command(np.array([0.0, 1.0]), 1.1)
+
+
+def test_sim_arm_refuses_what_the_driver_refuses_and_holds(env):
+    """Issue 27 item 5: a well-formed joint command whose tip lies 16 cm below the working plane
+    (before: applied, tip at z = -0.141 m), a 0.3 rad jump in one tick, and an out-of-order stamp
+    are refused by the same check as the xArm driver's (ibc_ros.control.arm_limits); the arm holds
+    its last accepted command and the tip never goes below the limits' lowest height."""
+    world = env.world
+    world.reset(4)
+    limits = world.limits
+    into_table = world.start_joints + np.array([0.0, 0.35, 0.0, 0.0, 0.0, 0.0])   # shoulder down
+    assert limits.tip(into_table)[2] < -0.05
+    jump = world.start_joints + np.array([0.3, 0.0, 0.0, 0.0, 0.0, 0.0])
+    t, tips = 0.0, []
+    for q in [into_table, jump]:
+        t += 0.01
+        reason = world.apply_joint_command(q, t)
+        assert reason is not None
+        for _ in range(20):
+            world.step(0.01)
+            tips.append(limits.tip(world.joint_positions()))
+    assert "below" in world.last_refusal or "rad/s" in world.last_refusal
+    assert world.refused == 2
+    tips = np.array(tips)
+    assert tips[:, 2].min() >= limits.config.tip_box.z[0]
+    np.testing.assert_allclose(world.joint_positions(), world.start_joints, atol=2e-3)   # held
+    # Steps the controller would make are accepted; a stamp that is not newer is refused.
+    small = world.start_joints + np.array([0.02, 0.0, 0.0, 0.0, 0.0, 0.0])
+    assert world.apply_joint_command(small, t + 0.01) is None
+    assert "not newer" in world.apply_joint_command(small + 0.001, t + 0.01)
 
 
 def test_camera_renders_d415_sized_frames(env):

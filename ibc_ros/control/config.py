@@ -10,6 +10,13 @@ from ibc_core.config_io import load_config
 from ibc_ros.paths import share_file
 
 
+def require_ranges(section: str, **ranges: tuple[float, float]) -> None:
+    """ValueError naming ``section.name`` unless every range is [low, high] with low < high."""
+    for name, (low, high) in ranges.items():
+        if not low < high:
+            raise ValueError(f"{section}.{name} must be [low, high] with low < high, got {[low, high]}")
+
+
 @dataclass
 class WorkspaceConfig:
     """Box the pusher tip may move in (metres, robot base frame) and its fixed height."""
@@ -21,9 +28,7 @@ class WorkspaceConfig:
     radius: tuple[float, float] = (0.2, 0.65)
 
     def validate(self) -> None:
-        for name, (low, high) in (("x", self.x), ("y", self.y), ("radius", self.radius)):
-            if not low < high:
-                raise ValueError(f"workspace.{name} must be [low, high] with low < high, got {[low, high]}")
+        require_ranges("workspace", x=self.x, y=self.y, radius=self.radius)
         if self.radius[0] < 0:
             raise ValueError(f"workspace.radius must be non-negative, got {list(self.radius)}")
         if not 0.0 < self.height < 0.5:
@@ -56,6 +61,7 @@ class ControllerConfig:
     max_setpoint_step: float = 0.1           # m per setpoint and axis (the env's action limit)
     max_joint_step: float = 0.03             # rad per cycle (3 rad/s at 100 Hz; xArm max 3.14 rad/s)
     start_xy: tuple[float, float] = (0.3, -0.4)
+    limits_file: str = "arm_limits.yaml"     # the arm's hard limits (ibc_ros/control/arm_limits.py)
     workspace: WorkspaceConfig = field(default_factory=WorkspaceConfig)
     ik: IKConfig = field(default_factory=IKConfig)
 

@@ -20,6 +20,14 @@ polls error/warning codes: on an error the driver stops streaming until recover(
 the next command is approached in position mode like the start pose.
 dry_run connects and reads the arm but sends no motion command and changes no setting; every
 command it would have sent is still handed to `on_command` (the node publishes it).
+
+The driver is the last line of defence: every target - the start pose it would approach in
+position mode as well as every servo target - goes through the arm's hard limits
+(ibc_ros.control.arm_limits, config/arm_limits.yaml: joint limits, the tip's box above the table by
+forward kinematics of the same URDF, joint velocity / acceleration and tip speed per unit of time,
+timed by the commands' stamps). A refused target is not sent: the arm holds the last one; the
+refusal is counted, reported on /diagnostics by the node and logged at most once per
+`log_throttle` seconds with the number of refusals since.
 """
 from __future__ import annotations
 
@@ -31,6 +39,8 @@ from enum import Enum
 from typing import Callable, Sequence
 
 import numpy as np
+
+from ibc_ros.control.arm_limits import ArmLimits, load_arm_limits
 
 LOG = logging.getLogger("xarm_driver")
 JOINT_COUNT = 6
@@ -52,8 +62,9 @@ class XArmDriverConfig:
     dry_run: bool = False
     start_joints: tuple[float, ...] = ()  # rad; empty: the controller's first joint command
     start_speed: float = 0.35          # rad/s for the position-mode move to the start pose
-    command_timeout: float = 0.05      # s; a target older than this is never sent
-    max_joint_step: float = 0.1        # rad between consecutive servo targets (behind the controller's own limit)
+    command_timeout: float = 0.05      # s; a target older than this (or stamped further ahead) is never sent
+    limits_file: str = "arm_limits.yaml"  # the arm's hard limits (a bare name: the share dir's config/)
+    log_throttle: float = 1.0          # s between two log lines about refused targets
     status_period: float = 0.1         # s between error/warning polls
     collision_sensitivity: int = 3     # 0 (off) .. 5
     reduced_mode: bool = True
@@ -68,7 +79,7 @@ class XArmDriverConfig:
             raise ValueError(f"tcp_boundary needs 6 values, got {len(self.tcp_boundary)}")
         if not 0 <= self.collision_sensitivity <= 5:
             raise ValueError(f"collision_sensitivity must be 0..5, got {self.collision_sensitivity}")
-        for name in ("start_speed", "command_timeout", "max_joint_step", "status_period", "reduced_max_tcp_speed"):
+        for name in ("start_speed", "command_timeout", "log_throttle", "status_period", "reduced_max_tcp_speed"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
@@ -82,8 +93,9 @@ class DriverStatus:
     state: int = -1
     mode: int = -1
     sent: int = 0               # servo targets sent (or, in dry run, that would have been sent)
-    refused_stale: int = 0      # targets older than command_timeout when received or when due
-    refused_jump: int = 0       # targets too far from the previous one
+    refused_stale: int = 0      # targets older than command_timeout (or stamped ahead) when received or due
+    refused_limits: int = 0     # targets the arm's limits refused (position, box, speed, acceleration)
+    last_refusal: str = ""      # why the last one was refused
     max_call_s: float = 0.0     # slowest set_servo_angle_j round trip
 
 
@@ -105,6 +117,29 @@ def describe_warning(code: int) -> str:
 class _Target:
     joints: np.ndarray
     received: float  # time.monotonic() minus its age at arrival
+    t: float         # the time it is commanded for (its stamp): what the limits are timed by
+
+
+class ThrottledLog:
+    """At most one log line per ``period`` seconds; the next one says how many were held back
+    (issue 27: one refusal error was logged 93 times in a second)."""
+
+    def __init__(self, logger: logging.Logger, period: float) -> None:
+        self._logger, self.period = logger, period
+        self._next, self._held_back = -np.inf, 0
+        self._lock = threading.Lock()
+
+    def __call__(self, level: int, message: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if now < self._next:
+                self._held_back += 1
+                return False
+            held, self._held_back, self._next = self._held_back, 0, now + self.period
+        if held:
+            message += f" [{held} more in the last {self.period:g} s]"
+        self._logger.log(level, message)
+        return True
 
 
 class XArmDriver:
@@ -114,12 +149,14 @@ class XArmDriver:
         self.config = config
         self._on_command = on_command or (lambda q: None)
         self._on_fault = on_fault or (lambda s: None)
+        self.limits = ArmLimits(load_arm_limits(config.limits_file))
+        self._limits_lock = threading.Lock()   # the stream thread and connect/recover share it
+        self._refusal_log = ThrottledLog(LOG, config.log_throttle)
         self._arm = None
         self._status = DriverStatus(Phase.DISCONNECTED)
         self._lock = threading.Lock()
         self._new_target = threading.Condition(self._lock)
         self._target: _Target | None = None
-        self._reference: np.ndarray | None = None  # last target sent (or the measured pose)
         self._stop = threading.Event()
         # Set by the SDK's first joint report: until then arm.angles holds the SDK's zeros, which
         # are no pose (a dry run once took them as its jump reference and refused every target).
@@ -152,7 +189,7 @@ class XArmDriver:
             self._enable(mode=0)
             self._set_phase(Phase.WAITING_FOR_START, "enabled, waiting for the start pose")
             if self.config.start_joints:
-                self._move_to_start(np.asarray(self.config.start_joints, dtype=float))
+                self._approach(np.asarray(self.config.start_joints, dtype=float))
         self._poll_status()
         self._spawn(self._stream_loop)
         self._spawn(self._status_loop)
@@ -166,19 +203,24 @@ class XArmDriver:
         if self._arm is not None:
             self._arm.disconnect()
             self._arm = None
+        with self._limits_lock:
+            self.limits.close()
         self._set_phase(Phase.DISCONNECTED, "closed")
 
     # ------------------------------------------------------------------ public API
-    def submit(self, joints: Sequence[float], age_s: float) -> bool:
-        """Hand over the newest joint target; False (and counted) when it is already stale."""
+    def submit(self, joints: Sequence[float], age_s: float, stamp_s: float | None = None) -> bool:
+        """Hand over the newest joint target, ``age_s`` old, commanded for time ``stamp_s`` (its
+        header stamp, s; default: its arrival time less its age, on the monotonic clock). False
+        (and counted) when it is already stale or stamped more than command_timeout ahead."""
         q = np.asarray(joints, dtype=float)
         if q.shape != (JOINT_COUNT,) or not np.all(np.isfinite(q)):
             raise ValueError(f"a joint command needs {JOINT_COUNT} finite values, got {list(joints)}")
         with self._new_target:
-            if age_s > self.config.command_timeout:
+            if abs(age_s) > self.config.command_timeout:
                 self._status.refused_stale += 1
                 return False
-            self._target = _Target(q, time.monotonic() - max(age_s, 0.0))
+            received = time.monotonic() - max(age_s, 0.0)
+            self._target = _Target(q, received, received if stamp_s is None else float(stamp_s))
             self._new_target.notify()
         return True
 
@@ -249,13 +291,29 @@ class XArmDriver:
         if self._arm.mode != mode:
             raise DriverError(f"the arm did not switch to mode {mode} (reports mode {self._arm.mode})")
 
+    def _refuse(self, reason: str) -> None:
+        """Count and (throttled) log a refused target; nothing is sent, the arm holds."""
+        with self._lock:
+            self._status.refused_limits += 1
+            self._status.last_refusal = reason
+        self._refusal_log(logging.ERROR, f"refusing a joint target, holding the last one: {reason}")
+
+    def _approach(self, start: np.ndarray) -> None:
+        """The position-mode move to a start pose - only one the arm's limits allow."""
+        with self._limits_lock:
+            reason = self.limits.pose_violation(start)
+        if reason is not None:
+            self._refuse(f"start pose {np.round(start, 3).tolist()} not approached: {reason}")
+            return
+        self._move_to_start(start)
+
     def _move_to_start(self, start: np.ndarray) -> None:
         self._set_phase(Phase.MOVING_TO_START, f"moving to the start pose {np.round(start, 3).tolist()}")
         code = self._arm.set_servo_angle(angle=start.tolist(), speed=self.config.start_speed, wait=True)
         self._check(code, "move to the start pose")
         self._enable(mode=1)
-        with self._lock:
-            self._reference = self.joint_positions()
+        with self._limits_lock:
+            self.limits.reset(self.joint_positions())   # servo targets are checked from the measured pose
         self._set_phase(Phase.STREAMING, "at the start pose, streaming servo targets")
 
     def _next_target(self) -> _Target | None:
@@ -278,7 +336,7 @@ class XArmDriver:
     def _handle_target(self, target: _Target) -> None:
         phase = self.status().phase
         if phase == Phase.WAITING_FOR_START:
-            self._move_to_start(target.joints)
+            self._approach(target.joints)
             return
         if phase not in (Phase.STREAMING, Phase.DRY_RUN):
             return  # fault / moving: drop, a newer target will follow
@@ -286,7 +344,12 @@ class XArmDriver:
             with self._lock:
                 self._status.refused_stale += 1
             return
-        if not self._within_step(target.joints):
+        with self._limits_lock:
+            if self.limits.last is None:   # dry run: the measured pose is the reference
+                self.limits.reset(self.joint_positions())
+            reason = self.limits.violation(target.joints, target.t)
+        if reason is not None:
+            self._refuse(reason)
             return
         if phase == Phase.STREAMING:
             started = time.monotonic()
@@ -300,26 +363,11 @@ class XArmDriver:
                     return  # the status check below has entered the fault
                 LOG.warning("set_servo_angle_j returned SDK code %d", code)
                 return
+        with self._limits_lock:
+            self.limits.accept(target.joints, target.t)
         with self._lock:
-            self._reference = target.joints
             self._status.sent += 1
         self._on_command(target.joints)
-
-    def _within_step(self, joints: np.ndarray) -> bool:
-        with self._lock:
-            reference = self._reference
-        if reference is None:
-            reference = self.joint_positions()
-        if reference is None:
-            return False
-        step = float(np.max(np.abs(joints - reference)))
-        if step > self.config.max_joint_step:
-            with self._lock:
-                self._status.refused_jump += 1
-            LOG.error("refusing a joint target %.3f rad from the previous one (limit %.3f): "
-                      "reset the controller to the arm's pose", step, self.config.max_joint_step)
-            return False
-        return True
 
     def _status_loop(self) -> None:
         while not self._stop.wait(self.config.status_period):

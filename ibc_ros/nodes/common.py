@@ -20,9 +20,11 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, Si
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from rclpy.publisher import Publisher
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Bool
 
 from ibc_core.config_io import ConfigError, load_config
 from ibc_ros.images import check_image, image_to_rgb as image_array  # noqa: F401  (the nodes' names)
@@ -180,6 +182,29 @@ def publish_unless_shut_down(node: Node, publisher: Publisher, msg: Any) -> bool
             raise
         return False
     return True
+
+
+# ---------------------------------------------------------------------------- e-stop
+ESTOP_TOPIC = "controller/estop_latched"
+# The controller publishes its e-stop state on change, transient local: a late joiner gets it too.
+ESTOP_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+class EStopWatch:
+    """The controller's latched e-stop as seen by another node: components refuse to start an
+    episode while ``latched`` (issue 27: an e-stop latches until the operator releases it)."""
+
+    def __init__(self, node: Node) -> None:
+        self.latched = False
+        node.create_subscription(Bool, ESTOP_TOPIC, self._on_state, ESTOP_QOS)
+
+    def _on_state(self, msg: Bool) -> None:
+        self.latched = bool(msg.data)
+
+    def refusal(self, what: str) -> str | None:
+        """The reason to refuse ``what`` while the e-stop is latched, else None."""
+        return (f"{what} refused: the controller's e-stop is latched (controller/release_estop releases it)"
+                if self.latched else None)
 
 
 # ---------------------------------------------------------------------------- main

@@ -7,7 +7,11 @@ file the sim env uses. This node only wires it to topics and services:
   sub setpoint_delta (geometry_msgs/Vector3Stamped: x=dx, y=dy m; stamp = image stamp)
   pub joint_command (sensor_msgs/JointState), ee_target (geometry_msgs/PoseStamped),
       controller/setpoint (geometry_msgs/PointStamped: the clamped goal, on every change)
-  srv controller/estop, controller/reset (std_srvs/Trigger)
+      controller/estop_latched (std_msgs/Bool, transient local: latest state for late joiners)
+  srv controller/estop (latches), controller/release_estop (the operator's explicit release),
+      controller/reset (back to the start through every limit, at return_speed),
+      controller/start_episode (sim only, reset_jumps: the command jumps to the start pose where
+      the sim has just placed the arm) - reset and start_episode are refused while latched.
 Setpoints stamped before the last reset, or older than max_setpoint_age, are dropped.
 """
 from __future__ import annotations
@@ -19,10 +23,12 @@ import numpy as np
 from geometry_msgs.msg import PointStamped, PoseStamped, Vector3Stamped
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
+from std_msgs.msg import Bool
 from std_srvs.srv import Trigger
 
-from ibc_ros.control import CartesianController, load_controller_config
-from ibc_ros.nodes.common import age_seconds, config_from_parameters, joint_state_msg, run_node, stamp_seconds
+from ibc_ros.control import CartesianController, EStopLatched, load_controller_config
+from ibc_ros.nodes.common import (ESTOP_QOS, ESTOP_TOPIC, age_seconds, config_from_parameters, joint_state_msg,
+                                  run_node, stamp_seconds)
 from ibc_ros.paths import share_file
 
 
@@ -30,8 +36,9 @@ from ibc_ros.paths import share_file
 class ControllerNodeConfig:
     config_file: str = "controller.yaml"   # ControllerConfig YAML; a bare name is looked up in config/
     max_setpoint_age: float = 1.0          # s; older setpoints are late and dropped
-    # controller/reset: false (hardware) drives the arm back to the start in a straight line at
-    # return_speed; true (sim) jumps there, because the sim places the arm at the start itself.
+    # controller/start_episode: true (sim) jumps the command to the start pose, where the sim has
+    # just placed the arm; false (hardware) refuses it. controller/reset always drives back in a
+    # straight line at return_speed, through every limit.
     reset_jumps: bool = False
     return_speed: float = 0.1              # m/s of that return
 
@@ -58,28 +65,29 @@ class ControllerNode(Node):
         self.joint_pub = self.create_publisher(JointState, "joint_command", 10)
         self.target_pub = self.create_publisher(PoseStamped, "ee_target", 10)
         self.setpoint_pub = self.create_publisher(PointStamped, "controller/setpoint", 10)
+        self.estop_pub = self.create_publisher(Bool, ESTOP_TOPIC, ESTOP_QOS)
         self.create_subscription(Vector3Stamped, "setpoint_delta", self._on_setpoint, 10)
         self.create_service(Trigger, "controller/estop", self._on_estop)
+        self.create_service(Trigger, "controller/release_estop", self._on_release_estop)
         self.create_service(Trigger, "controller/reset", self._on_reset)
+        self.create_service(Trigger, "controller/start_episode", self._on_start_episode)
         self.create_timer(self.config.period_s, self._on_tick)
         self._reset_stamp = self._now()
         self.controller.reset(t=self._reset_stamp)   # the driver moves the arm here before streaming
         self._publish_setpoint()
+        self.estop_pub.publish(Bool(data=False))
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
     def _reset(self) -> str:
-        self._reset_stamp = self._now()
-        if self.node_config.reset_jumps:
-            self.controller.reset(t=self._reset_stamp)
-            message = "setpoint back at the start"
-        else:
-            arrival = self.controller.return_to_start(self._reset_stamp, self.node_config.return_speed)
-            message = (f"returning to the start at {self.node_config.return_speed} m/s, "
-                       f"{arrival - self._reset_stamp:.1f} s; setpoints are ignored until then")
+        """Back to the start through every limit (raises EStopLatched while latched)."""
+        now = self._now()
+        arrival = self.controller.return_to_start(now, self.node_config.return_speed)
+        self._reset_stamp = now
         self._publish_setpoint()
-        return message
+        return (f"returning to the start at {self.node_config.return_speed} m/s, "
+                f"{arrival - now:.1f} s; setpoints are ignored until then")
 
     def _publish_setpoint(self) -> None:
         msg = PointStamped()
@@ -95,11 +103,13 @@ class ControllerNode(Node):
             self.get_logger().warning(f"dropping a setpoint {age:.2f} s late", throttle_duration_sec=1.0)
             return
         if self.controller.estopped:
-            self.get_logger().warning("e-stopped: setpoint ignored (call controller/reset)",
+            self.get_logger().warning("e-stop latched: setpoint ignored (controller/release_estop releases it)",
                                       throttle_duration_sec=2.0)
+            self._publish_setpoint()   # taken, and dropped: a lock-step sim goes on
             return
         if self.controller.returning(self._now()):
             self.get_logger().warning("returning to the start: setpoint ignored", throttle_duration_sec=2.0)
+            self._publish_setpoint()
             return
         try:
             self.controller.on_setpoint_delta(np.array([msg.vector.x, msg.vector.y]), self._now())
@@ -122,15 +132,53 @@ class ControllerNode(Node):
 
     def _on_estop(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         self.controller.estop(self._now())
-        self.get_logger().warning("E-STOP: holding the current target; controller/reset resumes")
-        response.success, response.message = True, "holding position"
+        self.estop_pub.publish(Bool(data=True))
+        self.get_logger().warning("E-STOP latched: holding the current target; setpoints, resets and new "
+                                  "episodes are refused until controller/release_estop")
+        response.success, response.message = True, "e-stop latched, holding position"
+        return response
+
+    def _on_release_estop(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        was = self.controller.estopped
+        self.controller.release_estop(self._now())
+        self.estop_pub.publish(Bool(data=False))
+        message = ("e-stop released by the operator: holding the current target, setpoints accepted again"
+                   if was else "e-stop was not latched")
+        self.get_logger().warning(message)
+        response.success, response.message = True, message
+        return response
+
+    def _refused(self, what: str, response: Trigger.Response, exc: EStopLatched) -> Trigger.Response:
+        self.get_logger().error(f"{what} refused: {exc}", throttle_duration_sec=2.0)
+        response.success, response.message = False, f"{what} refused: {exc}"
         return response
 
     def _on_reset(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        message = self._reset()
+        try:
+            message = self._reset()
+        except EStopLatched as exc:
+            return self._refused("controller/reset", response, exc)
         self.get_logger().info(message)
         response.success = True
         response.message = f"{message} ({np.round(self.controller.setpoint, 3).tolist()})"
+        return response
+
+    def _on_start_episode(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        """Sim only: the sim has placed the arm at the start pose; the command jumps there."""
+        if not self.node_config.reset_jumps:
+            response.success = False
+            response.message = ("controller/start_episode is for a sim that places the arm itself "
+                                "(reset_jumps: true); use controller/reset")
+            self.get_logger().error(response.message, throttle_duration_sec=2.0)
+            return response
+        now = self._now()
+        try:
+            self.controller.reset(t=now)
+        except EStopLatched as exc:
+            return self._refused("starting an episode", response, exc)
+        self._reset_stamp = now
+        self._publish_setpoint()
+        response.success, response.message = True, "command at the start pose, where the arm was placed"
         return response
 
     def close(self) -> None:

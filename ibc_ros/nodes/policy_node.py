@@ -37,8 +37,8 @@ from std_srvs.srv import Trigger
 
 from ibc_ros.energy_overlay import energy_overlay
 from ibc_ros.frame_gate import FrameGate
-from ibc_ros.nodes.common import (age_seconds, check_image, config_from_parameters, image_array, image_msg, run_node,
-                                  stamp_seconds)
+from ibc_ros.nodes.common import (EStopWatch, age_seconds, check_image, config_from_parameters, image_array, image_msg,
+                                  run_node, stamp_seconds)
 from ibc_ros.paths import share_dir
 
 # The real cell observes the table through the camera only; "state" (block/target poses) exists
@@ -125,6 +125,7 @@ class PolicyNode(Node):
         if "state" in self.policy.observation_keys:
             self.get_logger().warning("this policy observes 'state': only the sim node provides it")
             self.create_subscription(Float32MultiArray, "observation/state", self._on_state, 10)
+        self.estop = EStopWatch(self)   # no new episode (policy/reset) while the e-stop is latched
         self.create_service(Trigger, "policy/reset", self._on_reset)
         if not self.config.act_on_new_frames:
             self.create_timer(1.0 / self.config.rate_hz, self._on_tick)
@@ -174,6 +175,11 @@ class PolicyNode(Node):
             self._wake.trigger()
 
     def _on_reset(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        refusal = self.estop.refusal("policy/reset (a new episode)")
+        if refusal:
+            self.get_logger().error(refusal, throttle_duration_sec=2.0)
+            response.success, response.message = False, refusal
+            return response
         self.policy.reset()
         with self._frame_lock:
             self._state, self._state_fresh = None, False

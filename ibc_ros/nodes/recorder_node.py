@@ -16,7 +16,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
-from ibc_ros.nodes.common import config_from_parameters, publish_unless_shut_down, run_node
+from ibc_ros.nodes.common import EStopWatch, config_from_parameters, publish_unless_shut_down, run_node
 from ibc_ros.recording.episodes import EVENTS_TOPIC, EVENTS_TYPE
 from ibc_ros.recording.recorder import EpisodeRecorder, EpisodeState, RecorderConfig, RecorderStateError
 from ibc_ros.nodes.replay_publisher import message_class
@@ -40,6 +40,7 @@ class RecorderNode(Node):
         for name, action in (("start", self.recorder.start), ("stop", self.recorder.stop),
                              ("discard", self.recorder.discard), ("mark_success", self.recorder.mark_success)):
             self.create_service(Trigger, f"recorder/{name}", self._trigger(name, action))
+        self.estop = EStopWatch(self)   # no new episode (recorder/start) while the e-stop is latched
         self._reported_drops = 0
         self.create_timer(1.0, self._report)
         self.get_logger().info(f"recording {sorted(topics)} into {self.recorder.output_dir}")
@@ -62,6 +63,11 @@ class RecorderNode(Node):
 
     def _trigger(self, name: str, action: Callable[[], EpisodeState]):
         def handle(_request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+            refusal = self.estop.refusal("recorder/start (a new episode)") if name == "start" else None
+            if refusal:
+                self.get_logger().error(refusal, throttle_duration_sec=2.0)
+                response.success, response.message = False, refusal
+                return response
             try:
                 episode = action()
             except RecorderStateError as exc:

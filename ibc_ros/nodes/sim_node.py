@@ -9,8 +9,12 @@ supervisor of `ibc-ros launch real_push sim:=true episodes:=N`.
       /clock (rosgraph_msgs/Clock: the other nodes run with use_sim_time:=true),
       task/success (std_msgs/Bool), task/distance (std_msgs/Float32, m) at status_hz
   srv sim/reset (std_srvs/Trigger): abandon the episode and start the next seed
+The simulated arm applies a joint_command only if the arm's hard limits accept it - the same
+check (ibc_ros.control.arm_limits) the xArm driver applies; otherwise it holds and logs why.
 Episodes (supervise: true, the real_push stack): reset the world (seed = first_seed + k), then
-controller/reset and policy/reset (so neither acts on the previous episode), run until success or
+controller/start_episode (the command jumps to the start pose, where the world placed the arm; the
+controller refuses while its e-stop is latched, and the sim then waits, logging it, until the
+operator's controller/release_estop) and policy/reset (so neither acts on the previous episode), run until success or
 the task's max_steps policy periods, print the result, repeat; after `episodes` episodes
 (0 = forever) print the summary, write summary_file (JSON) if set, and exit - which ends the
 stack. supervise: false (the record_demos stack): the operator owns the episodes - the scene runs
@@ -70,7 +74,7 @@ class SimNodeConfig:
                                        # state tasks: half the camera's 640x360)
     camera_height: int = 0
     status_hz: float = 10.0
-    service_timeout: float = 120.0     # wall s to wait for controller/reset and policy/reset (torch
+    service_timeout: float = 120.0     # wall s to wait for controller/start_episode and policy/reset (torch
                                        # import + checkpoint load can take a minute on a busy CPU)
     summary_file: str = ""             # write the episode results as JSON here at the end
     supervise: bool = True             # run episodes itself; false: the operator resets (sim/reset)
@@ -112,6 +116,7 @@ class SimNode(Node):
         self.results: list[EpisodeResult] = []
         self._finished = False   # all episodes ran and the summary is out
         self._command: tuple[np.ndarray, float] | None = None
+        self._applied_stamp = -np.inf      # stamp of the last joint command offered to the arm
         self._setpoint_stamp = 0.0         # stamp of the controller's newest setpoint
         self._paced_by_policy = False      # lockstep episodes: frames at policy-step boundaries
         self._reset_stamp = START_TIME_S
@@ -128,7 +133,7 @@ class SimNode(Node):
         self.distance_pub = self.create_publisher(Float32, "task/distance", 10)
         self.create_subscription(JointState, "joint_command", self._on_command, 1)
         self.create_service(Trigger, "sim/reset", self._on_reset)
-        self.controller_reset = self.create_client(Trigger, "controller/reset")
+        self.controller_start = self.create_client(Trigger, "controller/start_episode")
         self.policy_reset = self.create_client(Trigger, "policy/reset")
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -169,7 +174,7 @@ class SimNode(Node):
     # ------------------------------------------------------------------ episode loop
     def _run(self) -> None:
         try:
-            self._wait_for(self.controller_reset)
+            self._wait_for(self.controller_start)
             if not self.config.supervise:
                 self._run_operator_scenes()
                 return
@@ -200,15 +205,26 @@ class SimNode(Node):
             if self._stop.is_set() or time.monotonic() > deadline:
                 raise RuntimeError(f"service {client.srv_name} not available after {self.config.service_timeout:.0f} s")
 
-    def _call(self, client) -> None:
+    def _call(self, client) -> Trigger.Response | None:
         future = client.call_async(Trigger.Request())
         deadline = time.monotonic() + self.config.service_timeout
         while not future.done():
             if self._stop.is_set():
-                return
+                return None
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{client.srv_name} did not answer within {self.config.service_timeout:.0f} s")
             time.sleep(0.005)
+        return future.result()
+
+    def _start_controller_episode(self) -> None:
+        """controller/start_episode until it accepts: while the controller's e-stop is latched it
+        refuses, and no episode starts until the operator releases it (controller/release_estop)."""
+        while not self._stop.is_set():
+            reply = self._call(self.controller_start)
+            if reply is None or reply.success:
+                return
+            self.get_logger().warning(f"not starting the next episode: {reply.message}", throttle_duration_sec=10.0)
+            self._stop.wait(0.5)
 
     def _start_episode(self, seed: int, with_policy: bool) -> None:
         # Sim time stands still during the reset except for two ticks: one before the resets
@@ -220,7 +236,7 @@ class SimNode(Node):
             self._command = None
         self._advance_clock()
         self._reset_stamp = self.sim_time  # from here on, older setpoint messages are ignored
-        self._call(self.controller_reset)
+        self._start_controller_episode()
         if with_policy:
             self._call(self.policy_reset)
         self._advance_clock()
@@ -300,8 +316,13 @@ class SimNode(Node):
         with self._command_lock:
             command = self._command
         # Only commands issued in this episode drive the arm; until then it holds the start pose.
-        if command is not None and command[1] >= self._reset_stamp:
-            self.world.apply_joint_command(command[0])
+        # Each command is offered once; the arm refuses (and holds) what the driver would refuse.
+        if command is not None and command[1] >= self._reset_stamp and command[1] > self._applied_stamp:
+            self._applied_stamp = command[1]
+            reason = self.world.apply_joint_command(command[0], command[1])
+            if reason is not None:
+                self.get_logger().error(f"sim arm refusing a joint_command, holding: {reason} "
+                                        f"[{self.world.refused} refused so far]", throttle_duration_sec=1.0)
         self.world.step(self.dt)
         stamp = self._stamp()
         self.joint_pub.publish(joint_state_msg(self.world.joint_positions(), stamp))

@@ -21,7 +21,7 @@ from std_srvs.srv import Trigger
 from ibc_ros.hardware.xarm_driver import (DriverError, DriverStatus, Phase, XArmDriver,
                                           XArmDriverConfig, describe_warning)
 from ibc_ros.nodes.common import (age_seconds, config_from_parameters, joint_positions,
-                                  joint_state_msg, run_node)
+                                  joint_state_msg, run_node, stamp_seconds)
 
 
 @dataclass
@@ -34,7 +34,8 @@ class XArmDriverNode(Node):
     def __init__(self) -> None:
         super().__init__("xarm_driver")
         self.config = config_from_parameters(self, DriverNodeConfig)
-        logging.basicConfig(level=logging.INFO)
+        # the driver logic logs through Python logging, from its own threads: stamp each line
+        logging.basicConfig(level=logging.INFO, format="[%(created).3f] %(levelname)s %(name)s: %(message)s")
         self.driver = XArmDriver(self.config, on_command=self._publish_sent, on_fault=self._on_fault)
         latest_only = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                                  history=HistoryPolicy.KEEP_LAST)
@@ -46,6 +47,7 @@ class XArmDriverNode(Node):
                             callback_group=MutuallyExclusiveCallbackGroup())
         self.create_timer(1.0 / self.config.publish_rate, self._publish_joints)
         self.create_timer(0.5, self._publish_diagnostics)
+        self._reported_refusals = 0   # refused_limits at the last diagnostics
         self._connect_timer = self.create_timer(self.config.reconnect_period, self._try_connect)
         self._try_connect()
 
@@ -63,7 +65,8 @@ class XArmDriverNode(Node):
 
     def _on_command(self, msg: JointState) -> None:
         try:
-            accepted = self.driver.submit(joint_positions(msg), age_seconds(self, msg.header.stamp))
+            accepted = self.driver.submit(joint_positions(msg), age_seconds(self, msg.header.stamp),
+                                          stamp_seconds(msg.header.stamp))
         except ValueError as exc:
             self.get_logger().error(f"bad joint_command rejected: {exc}", throttle_duration_sec=1.0)
             return
@@ -96,15 +99,20 @@ class XArmDriverNode(Node):
 
     def _publish_diagnostics(self) -> None:
         status = self.driver.status()
+        refusing = status.refused_limits > self._reported_refusals   # since the last diagnostics
+        self._reported_refusals = status.refused_limits
         level = {Phase.FAULT: DiagnosticStatus.ERROR, Phase.DISCONNECTED: DiagnosticStatus.ERROR}.get(
-            status.phase, DiagnosticStatus.WARN if status.warn_code else DiagnosticStatus.OK)
+            status.phase, DiagnosticStatus.WARN if status.warn_code or refusing else DiagnosticStatus.OK)
+        message = (f"refusing joint targets (holding): {status.last_refusal}" if refusing and
+                   status.phase not in (Phase.FAULT, Phase.DISCONNECTED) else status.message)
         values = {"phase": status.phase.value, "error_code": status.error_code,
                   "warn_code": status.warn_code, "warning": describe_warning(status.warn_code),
                   "state": status.state, "mode": status.mode, "sent": status.sent,
-                  "refused_stale": status.refused_stale, "refused_jump": status.refused_jump,
+                  "refused_stale": status.refused_stale, "refused_limits": status.refused_limits,
+                  "last_refusal": status.last_refusal,
                   "max_call_ms": round(status.max_call_s * 1000, 1), "dry_run": self.config.dry_run}
         diag = DiagnosticStatus(level=level, name="xarm_driver", hardware_id=self.config.robot_ip,
-                                message=status.message,
+                                message=message,
                                 values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
         array = DiagnosticArray(status=[diag])
         array.header.stamp = self.get_clock().now().to_msg()

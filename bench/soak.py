@@ -67,6 +67,8 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
                     memory.setdefault(name, []).append((now, mb))
             print(f"{now / 60:5.1f} min: " + ", ".join(f"{n} {s[-1][1]:.0f} MB" for n, s in memory.items()),
                   flush=True)
+    except KeyboardInterrupt:   # Ctrl-C / SIGTERM: stop early, still report what was measured
+        print("interrupted: stopping the stack", flush=True)
     finally:
         ended_early = stack.poll() is not None
         if not ended_early:
@@ -92,6 +94,10 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
             "log": str(log_path)}
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -107,6 +113,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     if args.minutes <= 0 or args.every <= 0 or args.warmup_minutes < 0 or args.rss_bound_mb < 0:
         parser.error("--minutes and --every must be > 0, --warmup-minutes and --rss-bound-mb >= 0")
+    # Ctrl-C or SIGTERM (also when started in the background, where SIGINT comes ignored): stop
+    # the stack and still report what was measured.
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     finish(soak(args), args.json)
     return 0
 

@@ -69,7 +69,10 @@ quiet_pip() {
 }
 say "installing pinned dependencies (first run: a few minutes)"
 quiet_pip -r "$reqs"
-quiet_pip --no-deps -e "$repo"
+# --use-pep517: an editable wheel, whose console scripts pip puts in the venv's bin. The legacy
+# `setup.py develop` (pip's choice once `wheel` is around) would follow setup.cfg's [develop]
+# script_dir, which is for colcon (lib/ibc_ros, where `ros2 run` looks), and leave bin without them.
+quiet_pip --no-deps --use-pep517 -e "$repo"
 if [ -n "$with_ros2_tools" ]; then
   say "adding the real ros2 launch / CLI tools from $(dirname "$ros2_tools")"
   "$ros2_tools" "$venv" 2>&1 | grep -v -E "^WARNING: Location|^ERROR: pip's dependency resolver|requires ament_index_python" >&2 || true

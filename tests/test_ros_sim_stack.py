@@ -99,6 +99,22 @@ def test_sim_reset_and_ctrl_c_on_a_running_sim_stack(tiny_pixel_checkpoint, tmp_
     assert not any(alive(pid) for pid in child_pids(log))
 
 
+def test_episode_starts_never_stall_the_lockstep(tiny_pixel_checkpoint, tmp_path):
+    """Issue #25 item 1: with a float sim clock, a setpoint stamped exactly at an episode's start
+    compared below that start and was dropped, and lock-step waited step_timeout (10 s) at the
+    start of many episodes (with max_steps:=3 the second one already, at t = 1.64 s). With time in
+    integer nanoseconds nothing is dropped and no wait times out; the summary counts both."""
+    summary, log = tmp_path / "summary.json", tmp_path / "stack.log"
+    code = exit_status(bringup(["sim:=true", "episodes:=8", "max_steps:=3", f"policy:={tiny_pixel_checkpoint}",
+                                "device:=cpu", f"summary:={summary}"], log), timeout=600)
+    assert code == 0, log.read_text()[-3000:]
+    result = json.loads(summary.read_text())
+    assert result["episodes"] == 8
+    assert result["lockstep"]["setpoints stamped before their episode's start"] == 0, result["lockstep"]
+    assert result["lockstep"]["lock-step waits that timed out"] == 0, result["lockstep"]
+    assert "lockstep: no setpoint" not in log.read_text()
+
+
 def test_a_policy_of_another_task_is_refused_unless_allowed(tiny_pixel_checkpoint, tmp_path):
     """The stack runs push_states; the checkpoint was trained on push_pixels demos: the policy
     node refuses it at start-up, naming both tasks and the override, and the stack stops."""

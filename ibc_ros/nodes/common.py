@@ -159,8 +159,31 @@ def joint_positions(msg: JointState) -> np.ndarray:
     return positions
 
 
+class DropCount:
+    """What a node refused or dropped, by reason: every such message is counted (the log lines
+    about them are throttled), and close() reports the totals."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def add(self, reason: str) -> None:
+        self.counts[reason] = self.counts.get(reason, 0) + 1
+
+    def report(self, node_name: str) -> None:
+        # print: at close, rclpy's context (and the logger's output with it) may already be gone
+        totals = "; ".join(f"{count} {reason}" for reason, count in self.counts.items()) or "nothing"
+        print(f"[{node_name}] dropped or refused: {totals}", flush=True)
+
+
+def stamp_ns(stamp: TimeMsg) -> int:
+    """A header stamp as integer nanoseconds: exact, so stamps compare as the times they are."""
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+
 def stamp_seconds(stamp: TimeMsg) -> float:
-    return stamp.sec + stamp.nanosec * 1e-9
+    # The same conversion as every clock reading here (nanoseconds * 1e-9): one instant is one
+    # float, whichever way it arrived (sec + nanosec * 1e-9 could differ from it in the last bit).
+    return stamp_ns(stamp) * 1e-9
 
 
 def age_seconds(node: Node, stamp: TimeMsg) -> float:

@@ -27,8 +27,8 @@ from std_msgs.msg import Bool
 from std_srvs.srv import Trigger
 
 from ibc_ros.control import CartesianController, EStopLatched, load_controller_config
-from ibc_ros.nodes.common import (ESTOP_QOS, ESTOP_TOPIC, age_seconds, config_from_parameters, joint_state_msg,
-                                  run_node, stamp_seconds)
+from ibc_ros.nodes.common import (ESTOP_QOS, ESTOP_TOPIC, DropCount, age_seconds, config_from_parameters,
+                                  joint_state_msg, run_node, stamp_seconds)
 from ibc_ros.paths import share_file
 
 
@@ -58,6 +58,7 @@ class ControllerNode(Node):
     def __init__(self) -> None:
         super().__init__("controller")
         self.node_config = config_from_parameters(self, ControllerNodeConfig)
+        self.drops = DropCount()
         self.config = load_controller_config(controller_config_path(self.node_config.config_file))
         self.controller = CartesianController(self.config)
         self._orientation = self.config.ik.tip_orientation
@@ -97,23 +98,28 @@ class ControllerNode(Node):
 
     def _on_setpoint(self, msg: Vector3Stamped) -> None:
         if stamp_seconds(msg.header.stamp) < self._reset_stamp:
-            return  # computed from a frame of the previous episode
+            self.drops.add("setpoints from before the last reset (a frame of the previous episode)")
+            return
         age = age_seconds(self, msg.header.stamp)
         if age > self.node_config.max_setpoint_age:
+            self.drops.add(f"setpoints older than max_setpoint_age ({self.node_config.max_setpoint_age} s)")
             self.get_logger().warning(f"dropping a setpoint {age:.2f} s late", throttle_duration_sec=1.0)
             return
         if self.controller.estopped:
+            self.drops.add("setpoints while the e-stop was latched")
             self.get_logger().warning("e-stop latched: setpoint ignored (controller/release_estop releases it)",
                                       throttle_duration_sec=2.0)
             self._publish_setpoint()   # taken, and dropped: a lock-step sim goes on
             return
         if self.controller.returning(self._now()):
+            self.drops.add("setpoints while returning to the start")
             self.get_logger().warning("returning to the start: setpoint ignored", throttle_duration_sec=2.0)
             self._publish_setpoint()
             return
         try:
             self.controller.on_setpoint_delta(np.array([msg.vector.x, msg.vector.y]), self._now())
         except ValueError as exc:  # NaN/inf: the envelope refuses it, the arm keeps its target
+            self.drops.add("setpoints the envelope refused (not finite)")
             self.get_logger().error(f"setpoint rejected: {exc}", throttle_duration_sec=1.0)
             return
         self._publish_setpoint()
@@ -182,6 +188,7 @@ class ControllerNode(Node):
         return response
 
     def close(self) -> None:
+        self.drops.report(self.get_name())
         self.controller.ik.close()
 
 

@@ -37,8 +37,8 @@ from std_srvs.srv import Trigger
 
 from ibc_ros.energy_overlay import energy_overlay
 from ibc_ros.frame_gate import FrameGate
-from ibc_ros.nodes.common import (EStopWatch, age_seconds, check_image, config_from_parameters, image_array, image_msg,
-                                  run_node, stamp_seconds)
+from ibc_ros.nodes.common import (DropCount, EStopWatch, age_seconds, check_image, config_from_parameters,
+                                  image_array, image_msg, run_node, stamp_seconds)
 from ibc_ros.paths import share_dir
 
 # The real cell observes the table through the camera only; "state" (block/target poses) exists
@@ -126,6 +126,7 @@ class PolicyNode(Node):
             self.get_logger().warning("this policy observes 'state': only the sim node provides it")
             self.create_subscription(Float32MultiArray, "observation/state", self._on_state, 10)
         self.estop = EStopWatch(self)   # no new episode (policy/reset) while the e-stop is latched
+        self.drops = DropCount()
         self.create_service(Trigger, "policy/reset", self._on_reset)
         if not self.config.act_on_new_frames:
             self.create_timer(1.0 / self.config.rate_hz, self._on_tick)
@@ -158,6 +159,7 @@ class PolicyNode(Node):
             # a bad frame never replaces the newest good one
             check_image(msg, (self.config.image_width, self.config.image_height))
         except ValueError as exc:
+            self.drops.add("camera frames that failed the image check (encoding, size, data)")
             self.get_logger().error(f"camera frame rejected: {exc}", throttle_duration_sec=2.0)
             return
         with self._frame_lock:
@@ -199,6 +201,8 @@ class PolicyNode(Node):
                                           self.get_clock().now().nanoseconds * 1e-9)
         if verdict == "act":
             return msg
+        if verdict != "seen":   # "seen": nothing new since the last action, not a loss
+            self.drops.add(f"frames not acted on: {verdict.replace('_', ' ')}")
         if reason:
             self.get_logger().warning(reason, throttle_duration_sec=2.0)
         return None
@@ -238,6 +242,9 @@ class PolicyNode(Node):
             return
         overlay = energy_overlay(frame, xs, ys, energies, action)
         self.energy_pub.publish(image_msg(overlay, msg.header.stamp, msg.header.frame_id))
+
+    def close(self) -> None:
+        self.drops.report(self.get_name())
 
 
 def main(args: list[str] | None = None) -> None:

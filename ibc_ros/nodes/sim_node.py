@@ -55,11 +55,14 @@ from std_srvs.srv import Trigger
 
 from ibc_ros.control import SafetyEnvelope, load_controller_config
 from ibc_ros.nodes.common import (config_from_parameters, image_msg, joint_positions, joint_state_msg,
-                                  run_node, stamp_seconds)
+                                  run_node, stamp_ns)
 from sim.block_push import PushWorld
 from sim.config import load_task_config
 
-START_TIME_S = 1.0  # sim clock origin; 0 reads as "no time yet" to ROS clocks
+# Sim time is integer nanoseconds: a float accumulated tick by tick drifts from the stamps that
+# come back (898 of 2,500 ticks compared above their own round trip), and a setpoint stamped
+# exactly at an episode's start was then dropped as older (a 10 s lockstep stall per episode).
+START_TIME_NS = 1_000_000_000  # sim clock origin (1 s); 0 reads as "no time yet" to ROS clocks
 
 
 @dataclass
@@ -105,6 +108,7 @@ class SimNode(Node):
         self.max_steps = self.config.max_steps or self.task.max_steps
         controller = load_controller_config()
         self.dt = controller.period_s
+        self.dt_ns = round(controller.period_s * 1e9)
         self.ticks_per_step = round(controller.rate_hz / self.task.control_hz)
         self.camera_every = max(1, round(1.0 / (self.config.camera_hz * self.dt)))
         self.status_every = max(1, round(1.0 / (self.config.status_hz * self.dt)))
@@ -112,14 +116,20 @@ class SimNode(Node):
         self.world = PushWorld(self.task, controller)
         self.start_setpoint = SafetyEnvelope(controller).clamp_target(controller.start_xy)[:2]
         self._setpoint = self.start_setpoint.copy()
-        self.sim_time = START_TIME_S
+        self.now_ns = START_TIME_NS
         self.results: list[EpisodeResult] = []
         self._finished = False   # all episodes ran and the summary is out
         self._command: tuple[np.ndarray, float] | None = None
-        self._applied_stamp = -np.inf      # stamp of the last joint command offered to the arm
-        self._setpoint_stamp = 0.0         # stamp of the controller's newest setpoint
+        # All stamps in integer nanoseconds.
+        self._applied_stamp = -1           # stamp of the last joint command offered to the arm
+        self._setpoint_stamp = 0           # stamp of the controller's newest setpoint
         self._paced_by_policy = False      # lockstep episodes: frames at policy-step boundaries
-        self._reset_stamp = START_TIME_S
+        self._reset_stamp = START_TIME_NS
+        # What lock-step had to drop or repeat, with the reason: reported per episode and in the summary.
+        self.dropped: dict[str, int] = {"setpoints stamped before their episode's start": 0,
+                                        "frames sent again (no setpoint within a control period)": 0,
+                                        "lock-step waits that timed out": 0}
+        self._frame_msgs: tuple[Float32MultiArray, Image] | None = None
         self._command_lock = threading.Condition()
         self._reset_requested = threading.Event()
         self._stop = threading.Event()
@@ -155,16 +165,18 @@ class SimNode(Node):
             self.get_logger().error(f"bad joint_command rejected: {exc}", throttle_duration_sec=1.0)
             return
         with self._command_lock:
-            self._command = (q, stamp_seconds(msg.header.stamp))
+            self._command = (q, stamp_ns(msg.header.stamp))
             self._command_lock.notify_all()
 
     def _on_setpoint(self, msg: PointStamped) -> None:
-        stamp = stamp_seconds(msg.header.stamp)
-        if stamp >= self._reset_stamp:
-            with self._command_lock:
-                self._setpoint = np.array([msg.point.x, msg.point.y])
-                self._setpoint_stamp = stamp
-                self._command_lock.notify_all()
+        stamp = stamp_ns(msg.header.stamp)
+        if stamp < self._reset_stamp:
+            self.dropped["setpoints stamped before their episode's start"] += 1
+            return
+        with self._command_lock:
+            self._setpoint = np.array([msg.point.x, msg.point.y])
+            self._setpoint_stamp = stamp
+            self._command_lock.notify_all()
 
     def _on_reset(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         self._reset_requested.set()
@@ -235,15 +247,20 @@ class SimNode(Node):
             self._setpoint = self.start_setpoint.copy()
             self._command = None
         self._advance_clock()
-        self._reset_stamp = self.sim_time  # from here on, older setpoint messages are ignored
+        self._reset_stamp = self.now_ns  # from here on, older setpoint messages are ignored
         self._start_controller_episode()
         if with_policy:
             self._call(self.policy_reset)
         self._advance_clock()
-        self._reset_stamp = self.sim_time
+        self._reset_stamp = self.now_ns
+
+    @property
+    def sim_time(self) -> float:
+        """Seconds (for pacing and log lines; every comparison uses now_ns)."""
+        return self.now_ns * 1e-9
 
     def _advance_clock(self) -> None:
-        self.sim_time += self.dt
+        self.now_ns += self.dt_ns
         self._publish_clock()
 
     def _run_operator_scenes(self) -> None:
@@ -286,16 +303,29 @@ class SimNode(Node):
 
     def _await_policy_step(self) -> None:
         """Policy-step boundary in lockstep: the frame of this instant, then sim time stands
-        still until the controller has taken the setpoint the policy computed from it."""
+        still until the controller has taken the setpoint the policy computed from it. A frame
+        lost on the way (best-effort) or not acted on is sent again after one control period of
+        silence, so it costs at most that period, not step_timeout."""
         self._publish_camera()
-        boundary = self.sim_time
-        if not self._await(lambda: self._setpoint_stamp >= boundary - self.dt / 2) and not self._stop.is_set():
-            self.get_logger().warning(f"lockstep: no setpoint for the frame at t={boundary:.2f} s within "
-                                      f"{self.config.step_timeout} s: going on", throttle_duration_sec=5.0)
-
-    def _await(self, condition) -> bool:
-        """Wait (wall time, at most step_timeout) until condition() holds under the command lock."""
+        boundary = self.now_ns
+        answered = lambda: self._setpoint_stamp >= boundary - self.dt_ns // 2  # noqa: E731
         deadline = time.monotonic() + self.config.step_timeout
+        period = 1.0 / self.task.control_hz
+        while not self._await(answered, min(period, deadline - time.monotonic())):
+            if self._stop.is_set():
+                return
+            if time.monotonic() >= deadline:
+                self.dropped["lock-step waits that timed out"] += 1
+                self.get_logger().warning(f"lockstep: no setpoint for the frame at t={boundary * 1e-9:.2f} s within "
+                                          f"{self.config.step_timeout} s: going on", throttle_duration_sec=5.0)
+                return
+            self.dropped["frames sent again (no setpoint within a control period)"] += 1
+            self._republish_frame()
+
+    def _await(self, condition, seconds: float | None = None) -> bool:
+        """Wait (wall time, at most `seconds`, default step_timeout) until condition() holds under
+        the command lock."""
+        deadline = time.monotonic() + (self.config.step_timeout if seconds is None else seconds)
         with self._command_lock:
             while not condition():
                 remaining = deadline - time.monotonic()
@@ -307,11 +337,12 @@ class SimNode(Node):
     def _tick(self) -> None:
         # The new time first: the controller computes the command for it (PushEnv.step's order).
         self._advance_clock()
-        now = self.sim_time
+        now = self.now_ns
         commanded = not self.config.lockstep or self._await(
-            lambda: self._command is not None and self._command[1] >= now - self.dt / 2)
+            lambda: self._command is not None and self._command[1] >= now - self.dt_ns // 2)
         if not commanded and not self._stop.is_set():   # (at shutdown the controller goes first)
-            self.get_logger().warning(f"lockstep: no joint_command for t={now:.2f} s within "
+            self.dropped["lock-step waits that timed out"] += 1
+            self.get_logger().warning(f"lockstep: no joint_command for t={now * 1e-9:.2f} s within "
                                       f"{self.config.step_timeout} s: going on", throttle_duration_sec=5.0)
         with self._command_lock:
             command = self._command
@@ -319,14 +350,14 @@ class SimNode(Node):
         # Each command is offered once; the arm refuses (and holds) what the driver would refuse.
         if command is not None and command[1] >= self._reset_stamp and command[1] > self._applied_stamp:
             self._applied_stamp = command[1]
-            reason = self.world.apply_joint_command(command[0], command[1])
+            reason = self.world.apply_joint_command(command[0], command[1] * 1e-9)
             if reason is not None:
                 self.get_logger().error(f"sim arm refusing a joint_command, holding: {reason} "
                                         f"[{self.world.refused} refused so far]", throttle_duration_sec=1.0)
         self.world.step(self.dt)
         stamp = self._stamp()
         self.joint_pub.publish(joint_state_msg(self.world.joint_positions(), stamp))
-        ticks = round((self.sim_time - START_TIME_S) / self.dt)
+        ticks = (self.now_ns - START_TIME_NS) // self.dt_ns
         if not self._paced_by_policy and ticks % self.camera_every == 0:
             self._publish_camera()
         if ticks % self.status_every == 0:
@@ -341,7 +372,7 @@ class SimNode(Node):
 
     # ------------------------------------------------------------------ publishing
     def _stamp(self):
-        return Time(nanoseconds=int(round(self.sim_time * 1e9))).to_msg()
+        return Time(nanoseconds=self.now_ns).to_msg()
 
     def _publish_clock(self) -> None:
         self.clock_pub.publish(Clock(clock=self._stamp()))
@@ -352,9 +383,15 @@ class SimNode(Node):
             setpoint = self._setpoint.copy()
         state = np.concatenate([self.world.block_pose(), self.world.effector_xy(), setpoint,
                                 *self.world.target_poses]).astype(np.float32)
-        self.state_pub.publish(Float32MultiArray(data=state.tolist()))
         frame = self.world.render_rgb(*self.render_size)
-        self.image_pub.publish(image_msg(frame, self._stamp(), "sim_camera"))
+        self._frame_msgs = (Float32MultiArray(data=state.tolist()), image_msg(frame, self._stamp(), "sim_camera"))
+        self._republish_frame()
+
+    def _republish_frame(self) -> None:
+        """The newest state + frame pair (again, for a lock-step frame that got no answer)."""
+        state, image = self._frame_msgs
+        self.state_pub.publish(state)
+        self.image_pub.publish(image)
 
     def _report(self, result: EpisodeResult, episode: int) -> None:
         total = f"/{self.config.episodes}" if self.config.episodes else ""
@@ -376,14 +413,16 @@ class SimNode(Node):
 
     def _summary(self, verdict: str) -> str:
         succeeded, rate = self._tally()
+        dropped = "; ".join(f"{count} {what}" for what, count in self.dropped.items() if count)
         return (f"{verdict}: {succeeded}/{len(self.results)} episodes succeeded ({100 * rate:.1f}%), "
-                f"task {self.config.task}, tolerance {self.task.success_tolerance} m")
+                f"task {self.config.task}, tolerance {self.task.success_tolerance} m"
+                + (f"; lock-step: {dropped}" if dropped else "; lock-step: nothing dropped or repeated"))
 
     def _write_summary(self) -> None:
         if self.config.summary_file:
             succeeded, rate = self._tally()
             summary = {"task": self.config.task, "episodes": len(self.results), "successes": succeeded,
-                       "success_rate": rate, "tolerance": self.task.success_tolerance,
+                       "success_rate": rate, "tolerance": self.task.success_tolerance, "lockstep": dict(self.dropped),
                        "results": [asdict(r) for r in self.results]}
             Path(self.config.summary_file).write_text(json.dumps(summary, indent=2))
 

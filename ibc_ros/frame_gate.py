@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 Verdict = Literal["act", "seen", "too_old", "from_future"]
+NS = 1_000_000_000
 
 
 @dataclass
@@ -22,36 +23,39 @@ class FrameGate:
     max_lead: float          # s; frames stamped further ahead of the clock are refused
 
     def __post_init__(self) -> None:
-        if not self.max_age > 0 or not self.max_lead >= 0:
+        if not self.max_age > 0 or not self.max_lead >= 0 or not math.isfinite(self.max_age + self.max_lead):
             raise ValueError(f"max_age must be positive and max_lead non-negative, "
                              f"got {self.max_age} and {self.max_lead}")
-        self._last_used = -math.inf
-        self._reset_at = -math.inf
+        # Stamps and clock readings are integer nanoseconds: equal instants compare equal.
+        self._max_age_ns = round(self.max_age * NS)
+        self._max_lead_ns = round(self.max_lead * NS)
+        self._last_used: int | None = None
+        self._reset_at: int | None = None
 
-    def check(self, stamp: float, now: float) -> tuple[Verdict, str]:
-        """Verdict for a frame stamped ``stamp`` at ``now`` (seconds, same clock), and a reason
-        worth logging for the refusals that are faults (too old, from the future)."""
-        if not math.isfinite(stamp):
-            return "from_future", f"frame stamp {stamp} is not a time"
-        if stamp - now > self.max_lead:
-            return "from_future", (f"frame stamped {stamp - now:.3f} s in the future (tolerance "
+    def check(self, stamp_ns: int, now_ns: int) -> tuple[Verdict, str]:
+        """Verdict for a frame stamped ``stamp_ns`` at ``now_ns`` (integer nanoseconds, same
+        clock), and a reason worth logging for the refusals that are faults (too old, from the
+        future)."""
+        if stamp_ns - now_ns > self._max_lead_ns:
+            return "from_future", (f"frame stamped {(stamp_ns - now_ns) / NS:.3f} s in the future (tolerance "
                                    f"{self.max_lead} s): not acting on it")
-        if stamp <= self._last_used or stamp < self._reset_at:
+        if (self._last_used is not None and stamp_ns <= self._last_used) or \
+                (self._reset_at is not None and stamp_ns < self._reset_at):
             return "seen", ""  # nothing new since the last action / from the previous episode
-        age = now - stamp
-        if age > self.max_age:
-            return "too_old", f"newest frame is {age:.2f} s old (max {self.max_age} s): not acting on it"
+        age_ns = now_ns - stamp_ns
+        if age_ns > self._max_age_ns:
+            return "too_old", f"newest frame is {age_ns / NS:.2f} s old (max {self.max_age} s): not acting on it"
         return "act", ""
 
-    def take(self, stamp: float, now: float) -> tuple[Verdict, str]:
+    def take(self, stamp_ns: int, now_ns: int) -> tuple[Verdict, str]:
         """check(), and remember the stamp when the verdict is to act."""
-        verdict, reason = self.check(stamp, now)
+        verdict, reason = self.check(stamp_ns, now_ns)
         if verdict == "act":
-            self._last_used = stamp
+            self._last_used = stamp_ns
         return verdict, reason
 
-    def reset(self, now: float) -> None:
-        """New episode: frames stamped before ``now`` are ignored, and whatever was acted on
+    def reset(self, now_ns: int) -> None:
+        """New episode: frames stamped before ``now_ns`` are ignored, and whatever was acted on
         before no longer blocks anything."""
-        self._last_used = -math.inf
-        self._reset_at = now
+        self._last_used = None
+        self._reset_at = now_ns

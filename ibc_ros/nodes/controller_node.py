@@ -28,7 +28,7 @@ from std_srvs.srv import Trigger
 
 from ibc_ros.control import CartesianController, EStopLatched, load_controller_config
 from ibc_ros.nodes.common import (ESTOP_QOS, ESTOP_TOPIC, DropCount, age_seconds, config_from_parameters,
-                                  joint_state_msg, run_node, stamp_seconds)
+                                  joint_state_msg, run_node, stamp_ns)
 from ibc_ros.paths import share_file
 
 
@@ -62,7 +62,8 @@ class ControllerNode(Node):
         self.config = load_controller_config(controller_config_path(self.node_config.config_file))
         self.controller = CartesianController(self.config)
         self._orientation = self.config.ik.tip_orientation
-        self._reset_stamp = self._now()
+        # Integer nanoseconds: a setpoint stamped at the reset's instant is not "before" it.
+        self._reset_ns = self.get_clock().now().nanoseconds
         self.joint_pub = self.create_publisher(JointState, "joint_command", 10)
         self.target_pub = self.create_publisher(PoseStamped, "ee_target", 10)
         self.setpoint_pub = self.create_publisher(PointStamped, "controller/setpoint", 10)
@@ -73,8 +74,8 @@ class ControllerNode(Node):
         self.create_service(Trigger, "controller/reset", self._on_reset)
         self.create_service(Trigger, "controller/start_episode", self._on_start_episode)
         self.create_timer(self.config.period_s, self._on_tick)
-        self._reset_stamp = self._now()
-        self.controller.reset(t=self._reset_stamp)   # the driver moves the arm here before streaming
+        self._reset_ns = self.get_clock().now().nanoseconds
+        self.controller.reset(t=self._reset_ns * 1e-9)   # the driver moves the arm here before streaming
         self._publish_setpoint()
         self.estop_pub.publish(Bool(data=False))
 
@@ -83,9 +84,10 @@ class ControllerNode(Node):
 
     def _reset(self) -> str:
         """Back to the start through every limit (raises EStopLatched while latched)."""
-        now = self._now()
+        now_ns = self.get_clock().now().nanoseconds
+        now = now_ns * 1e-9
         arrival = self.controller.return_to_start(now, self.node_config.return_speed)
-        self._reset_stamp = now
+        self._reset_ns = now_ns
         self._publish_setpoint()
         return (f"returning to the start at {self.node_config.return_speed} m/s, "
                 f"{arrival - now:.1f} s; setpoints are ignored until then")
@@ -97,7 +99,7 @@ class ControllerNode(Node):
         self.setpoint_pub.publish(msg)
 
     def _on_setpoint(self, msg: Vector3Stamped) -> None:
-        if stamp_seconds(msg.header.stamp) < self._reset_stamp:
+        if stamp_ns(msg.header.stamp) < self._reset_ns:
             self.drops.add("setpoints from before the last reset (a frame of the previous episode)")
             return
         age = age_seconds(self, msg.header.stamp)
@@ -177,12 +179,12 @@ class ControllerNode(Node):
                                 "(reset_jumps: true); use controller/reset")
             self.get_logger().error(response.message, throttle_duration_sec=2.0)
             return response
-        now = self._now()
+        now_ns = self.get_clock().now().nanoseconds
         try:
-            self.controller.reset(t=now)
+            self.controller.reset(t=now_ns * 1e-9)
         except EStopLatched as exc:
             return self._refused("starting an episode", response, exc)
-        self._reset_stamp = now
+        self._reset_ns = now_ns
         self._publish_setpoint()
         response.success, response.message = True, "command at the start pose, where the arm was placed"
         return response

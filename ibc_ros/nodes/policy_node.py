@@ -38,7 +38,7 @@ from std_srvs.srv import Trigger
 from ibc_ros.energy_overlay import energy_overlay
 from ibc_ros.frame_gate import FrameGate
 from ibc_ros.nodes.common import (DropCount, EStopWatch, age_seconds, check_image, config_from_parameters,
-                                  image_array, image_msg, run_node, stamp_seconds)
+                                  image_array, image_msg, run_node, stamp_ns)
 from ibc_ros.paths import share_dir
 
 # The real cell observes the table through the camera only; "state" (block/target poses) exists
@@ -185,7 +185,7 @@ class PolicyNode(Node):
         self.policy.reset()
         with self._frame_lock:
             self._state, self._state_fresh = None, False
-        self._gate.reset(self.get_clock().now().nanoseconds * 1e-9)
+        self._gate.reset(self.get_clock().now().nanoseconds)
         response.success, response.message = True, "history cleared"
         return response
 
@@ -197,8 +197,7 @@ class PolicyNode(Node):
             state_missing = "state" in self.policy.observation_keys and not self._state_fresh
         if msg is None or state_missing:
             return None
-        verdict, reason = self._gate.take(stamp_seconds(msg.header.stamp),
-                                          self.get_clock().now().nanoseconds * 1e-9)
+        verdict, reason = self._gate.take(stamp_ns(msg.header.stamp), self.get_clock().now().nanoseconds)
         if verdict == "act":
             return msg
         if verdict != "seen":   # "seen": nothing new since the last action, not a loss

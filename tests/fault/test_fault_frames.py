@@ -116,21 +116,26 @@ def test_policy_reset_recovers_after_acting_on_a_future_frame(tiny_rgb_checkpoin
 
 
 def test_frame_gate_rules():
+    ns = lambda seconds: round(seconds * 1_000_000_000)  # noqa: E731  (stamps are integer nanoseconds)
     gate = FrameGate(max_age=0.5, max_lead=0.1)
-    assert gate.take(100.0, 100.05)[0] == "act"
-    assert gate.take(100.0, 100.1)[0] == "seen"
-    verdict, reason = gate.take(3700.0, 100.2)
+    assert gate.take(ns(100.0), ns(100.05))[0] == "act"
+    assert gate.take(ns(100.0), ns(100.1))[0] == "seen"
+    verdict, reason = gate.take(ns(3700.0), ns(100.2))
     assert verdict == "from_future" and "3599.800 s in the future" in reason
-    assert gate.take(100.15, 100.2)[0] == "act"          # the future frame blocked nothing
-    assert gate.take(100.3, 100.25)[0] == "act"          # 50 ms ahead: within the tolerance
-    assert gate.take(99.0, 100.3)[0] == "seen"
-    assert gate.take(100.4, 101.0)[0] == "too_old"
-    assert gate.take(float("nan"), 101.0)[0] == "from_future"
+    assert gate.take(ns(100.15), ns(100.2))[0] == "act"          # the future frame blocked nothing
+    assert gate.take(ns(100.3), ns(100.25))[0] == "act"          # 50 ms ahead: within the tolerance
+    assert gate.take(ns(99.0), ns(100.3))[0] == "seen"
+    assert gate.take(ns(100.4), ns(101.0))[0] == "too_old"
     wide = FrameGate(max_age=0.5, max_lead=7200.0)
-    assert wide.take(3700.0, 100.0)[0] == "act"
-    assert wide.take(100.1, 100.1)[0] == "seen"          # blocked by the future stamp...
-    wide.reset(100.2)
-    assert wide.take(100.25, 100.3)[0] == "act"          # ...until a reset
-    assert wide.take(100.1, 100.3)[0] == "seen"          # from before the reset
+    assert wide.take(ns(3700.0), ns(100.0))[0] == "act"
+    assert wide.take(ns(100.1), ns(100.1))[0] == "seen"          # blocked by the future stamp...
+    wide.reset(ns(100.2))
+    assert wide.take(ns(100.25), ns(100.3))[0] == "act"          # ...until a reset
+    assert wide.take(ns(100.1), ns(100.3))[0] == "seen"          # from before the reset
+    # A frame stamped exactly at the reset belongs to the new episode (the float clock's
+    # round-trip error once put such stamps before their own reset: issue 25 item 1).
+    exact = FrameGate(max_age=0.5, max_lead=0.1)
+    exact.reset(1_640_000_000)
+    assert exact.take(1_640_000_000, 1_640_000_000)[0] == "act"
     with pytest.raises(ValueError):
         FrameGate(max_age=0.5, max_lead=float("nan"))

@@ -53,7 +53,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "ibc_ros.bringup.cli", "launch", "real_push", "sim:=true", "episodes:=0",
             f"policy:={args.policy}", f"device:={args.device}", *args.launch]
-    started = time.monotonic()
+    started, conditions = time.monotonic(), machine()   # load average at the start
     with log_path.open("w") as log:
         stack = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     memory: dict[str, list[tuple[float, float]]] = {}
@@ -80,7 +80,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
             code = stack.wait()
     text = log_path.read_text()
     episodes = EPISODE.findall(text)
-    return {"benchmark": "soak", "command": " ".join(argv[2:]), "machine": machine(),
+    return {"benchmark": "soak", "command": " ".join(argv[2:]), "machine": conditions,
             "minutes": round((time.monotonic() - started) / 60, 2), "stack_ended_by_itself": ended_early,
             "exit_code": code, "episodes_reported": len(episodes),
             "successes": sum(verdict == "SUCCESS" for *_, verdict in episodes),

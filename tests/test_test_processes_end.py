@@ -42,8 +42,9 @@ def test_children_end_with_the_test_run(how: signal.Signals, tmp_path: Path) -> 
     pid_file = tmp_path / "child.pid"
     # Without this run's mark: the inner run is a test run of its own, with its own reaper.
     env = {k: v for k, v in os.environ.items() if k != reaper.MARK}
-    inner = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "tests.conftest", "-p", "no:cacheprovider",
-                              str(tmp_path / "test_inner.py")], cwd=REPO, env={**env, "CHILD_PID_FILE": str(pid_file)},
+    # -c: this suite's pytest.ini (its plugin settings), although the inner test lies elsewhere.
+    inner = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-c", str(REPO / "pytest.ini"), "-p", "tests.conftest",
+                              "-p", "no:cacheprovider", str(tmp_path / "test_inner.py")], cwd=REPO, env={**env, "CHILD_PID_FILE": str(pid_file)},
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         assert wait_until(pid_file.exists, 120), "the inner test never started its child"

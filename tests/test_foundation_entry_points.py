@@ -27,3 +27,28 @@ def test_every_console_script_target_resolves_to_a_function():
         if func not in functions:
             missing.append(f"{script} -> {module}:{func} not defined")
     assert not missing, "\n".join(missing)
+
+
+def test_help_examples_and_messages_do_not_mislead(tmp_path):
+    """Issue #25 item 5: the help's example commands run, a file that is not a checkpoint is
+    named as such (without torch's advice to load it unsafely), ./run.sh prints only its help."""
+    import subprocess
+    import sys
+
+    from ibc_core.cli import bench
+    from sim.cli import evaluate
+
+    assert "ibc-bench train --config push_pixels --iterations 20" in bench.__doc__
+    ran = subprocess.run([sys.executable, "-m", "ibc_core.cli.bench", "train", "--config", "push_pixels",
+                          "--iterations", "1", "--warmup", "0"], capture_output=True, text=True, timeout=300)
+    assert ran.returncode == 0 and "steps_per_s" in ran.stdout, ran.stderr[-2000:]
+    assert "final.pt" not in evaluate.__doc__ and "policy.pt" in evaluate.__doc__
+    not_a_checkpoint = subprocess.run([sys.executable, "-m", "sim.cli.evaluate", "--checkpoint",
+                                       str(REPO / "README.md"), "--task", "particle_2d", "--episodes", "1"],
+                                      capture_output=True, text=True, timeout=300)
+    assert not_a_checkpoint.returncode == 2
+    assert "is not a readable checkpoint" in not_a_checkpoint.stderr
+    assert "weights_only" not in not_a_checkpoint.stderr
+    help_text = subprocess.run([str(REPO / "run.sh")], capture_output=True, text=True, timeout=600)
+    assert help_text.returncode == 0 and "./run.sh demo" in help_text.stdout
+    assert "set -euo pipefail" not in help_text.stdout

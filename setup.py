@@ -17,18 +17,18 @@ NODES = {
 }
 # Command-line tools.
 CLIS = {
-    "ibc-train": "ibc_core.cli.train:main",
-    "ibc-bench": "ibc_core.cli.bench:main",
-    "ibc-data": "sim.cli.data:main",
-    "ibc-eval": "sim.cli.evaluate:main",
-    "ibc-ros": "ibc_ros.bringup.cli:main",
-    "ibc-replay": "ibc_ros.recording.replay:main",
+    "ibc-train": "ibc_cli.train:main",
+    "ibc-bench": "ibc_cli.bench:main",
+    "ibc-data": "ibc_cli.data:main",
+    "ibc-eval": "ibc_cli.evaluate:main",
+    "ibc-ros": "ibc_cli.ros:main",
+    "ibc-replay": "ibc_cli.replay:main",
 }
 
 setup(
     name=PACKAGE,
     version="0.1.0",
-    packages=find_packages(include=["ibc_core*", "sim*", "ibc_ros*"]),
+    packages=find_packages(include=["ibc_core*", "cell*", "sim*", "ibc_ros*", "ibc_cli*"]),
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

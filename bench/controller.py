@@ -1,9 +1,9 @@
-"""Controller timing (ibc_ros/control, ROS-free): compute per 100 Hz cycle (interpolation + IK)
+"""Controller timing (cell/control, ROS-free): compute per 100 Hz cycle (interpolation + IK)
 and the period error of a 100 Hz loop running it.
 
   reference  the straightforward cycle: the same interpolation, then PyBullet's own
              calculateInverseKinematics (full tip pose, 50 iterations) on a private client;
-  optimised  CartesianController.step (ibc_ros.control: warm-started damped least squares on
+  optimised  CartesianController.step (cell.control: warm-started damped least squares on
              the tip Jacobian, tool axis only, plus the safety envelope's joint-step limit).
 
 Part 1 times both cycles interleaved on the same setpoint stream (ratio of p50s). Part 2 runs
@@ -24,10 +24,10 @@ import pybullet
 from pybullet_utils.bullet_client import BulletClient
 
 from bench.common import finish, interleaved, machine, percentiles
-from ibc_ros.control import CartesianController, load_controller_config
-from ibc_ros.control.config import ControllerConfig
-from ibc_ros.control.interpolation import SetpointInterpolator
-from ibc_ros.control.robot_description import joint_indices, link_index, resolved_urdf_path
+from cell.control import CartesianController, load_controller_config
+from cell.control.config import ControllerConfig
+from cell.control.interpolation import SetpointInterpolator
+from cell.control.robot_description import joint_indices, link_index, resolved_urdf_path
 
 
 class ReferenceCycle:

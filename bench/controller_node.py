@@ -27,7 +27,7 @@ from rclpy.executors import SingleThreadedExecutor
 from sensor_msgs.msg import JointState
 
 from bench.common import finish, machine, percentiles
-from ibc_ros.processes import stop
+from cell.processes import stop
 
 PERIOD_S = 0.01
 

@@ -6,7 +6,7 @@ timed interleaved in one run, plus the quality of the chosen actions.
     ./run.sh python -m bench.dfo_inference --checkpoint runs/push_pixels/checkpoints/last.pt \\
         --dataset data/push_pixels              # quality on recorded observations
 
-Named configs (random weights, real shapes) come from ibc_core.cli.bench (paper_real = the
+Named configs (random weights, real shapes) come from ibc_cli.bench (paper_real = the
 paper's real-robot model, push_pixels = config/train_push_pixels.yaml). Timed act() calls take
 a 640x360 frame (or a recorded frame with --dataset). Quality: for each observation both sides
 act from the same seed; the float32 energy of each chosen action is evaluated by the float32
@@ -27,7 +27,7 @@ from tqdm import tqdm
 from bench.common import finish, interleaved, machine, percentiles
 from bench.reference_dfo import ReferencePolicy
 from ibc_core.checkpoint import load_checkpoint
-from ibc_core.cli.bench import FRAME_HW, named_artifacts
+from ibc_cli.bench import FRAME_HW, named_artifacts
 from ibc_core.data.episodes import iter_episodes
 from ibc_core.data.preprocess import ImageSpec
 from ibc_core.policy import Policy, resolve_device
@@ -118,7 +118,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--config", default="paper_real", help="named config of ibc_core.cli.bench")
+    source.add_argument("--config", default="paper_real", help="named config of ibc_cli.bench")
     source.add_argument("--checkpoint", help="a trained policy / checkpoint file")
     parser.add_argument("--dataset", help="take observations from this dataset (recorded) instead of random")
     parser.add_argument("--samples", type=int, nargs="+", default=[None],

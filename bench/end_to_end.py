@@ -34,7 +34,7 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float32
 
 from bench.common import finish, machine, percentiles
-from ibc_ros.processes import stop
+from cell.processes import stop
 
 
 def seconds_of(stamp) -> float:

@@ -51,7 +51,7 @@ def memory_verdict(samples: list[tuple[float, float]], warmup_s: float, bound_mb
 def soak(args: argparse.Namespace) -> dict[str, Any]:
     log_path = Path(args.log)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "ibc_ros.bringup.cli", "launch", "real_push", "sim:=true", "episodes:=0",
+    argv = [sys.executable, "-m", "ibc_cli.ros", "launch", "real_push", "sim:=true", "episodes:=0",
             f"policy:={args.policy}", f"device:={args.device}", *args.launch]
     started, conditions = time.monotonic(), machine()   # load average at the start
     with log_path.open("w") as log:

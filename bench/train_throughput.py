@@ -26,7 +26,7 @@ import torch
 from bench.common import finish, interleaved, machine, percentiles
 from bench.reference_dfo import reference_energies
 from ibc_core.checkpoint import PolicyArtifacts
-from ibc_core.cli.bench import named_artifacts, random_training_batch
+from ibc_cli.bench import named_artifacts, random_training_batch
 from ibc_core.losses import info_nce
 from ibc_core.models.energy import EnergyNetwork
 from ibc_core.samplers.noise import HashedNoise

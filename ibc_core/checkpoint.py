@@ -24,7 +24,7 @@ from ibc_core.models.base import PolicyNetwork
 from ibc_core.models.build import build_network
 from ibc_core.models.encoders import ObservationSpec
 from ibc_core.normalization import ActionBounds, ObservationStats
-from ibc_core.training.config import TrainConfig
+from ibc_core.config import TrainConfig
 
 FORMAT_VERSION = 1
 KIND = "ibc_ros.policy"

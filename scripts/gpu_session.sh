@@ -64,12 +64,12 @@ run "$PY" -m bench.dfo_inference --config paper_real --device "$DEVICE" --precis
     --repeats "$repeats" --quality 0 --json "$bench/inference_${DEVICE}_paper_real_fp32.json"
 run "$PY" -m bench.dfo_inference --checkpoint policies/push_pixels.pt --device "$DEVICE" \
     --repeats "$repeats" --quality "$quality" --json "$bench/inference_${DEVICE}_push_pixels_policy.json"
-run "$PY" -m ibc_core.cli.bench inference --config paper_real_mse --device "$DEVICE" \
+run "$PY" -m ibc_cli.bench inference --config paper_real_mse --device "$DEVICE" \
     --iterations "$repeats" --json "$bench/inference_${DEVICE}_paper_real_mse.json"
-run "$PY" -m ibc_core.cli.bench train --config push_pixels --device "$DEVICE" \
+run "$PY" -m ibc_cli.bench train --config push_pixels --device "$DEVICE" \
     --iterations "$iterations" --warmup 2 --json "$bench/train_${DEVICE}_push_pixels.json"
 particle_bench=(); [ -n "${TINY:-}" ] && particle_bench=(model.mlp.depth=2 ebm.langevin.iterations=3)
-run "$PY" -m ibc_core.cli.bench train --config particle --device "$DEVICE" \
+run "$PY" -m ibc_cli.bench train --config particle --device "$DEVICE" \
     --iterations "$iterations" --warmup 2 --json "$bench/train_${DEVICE}_particle_paper.json" "${particle_bench[@]}"
 
 # 2. The CUDA checkpoint test (skips, and says so, without CUDA).

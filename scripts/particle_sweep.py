@@ -78,7 +78,7 @@ class Cell:
 
 # The console scripts the sweep runs and their modules (setup.py): without an installed package
 # (a bare GPU machine with the checkout only) the module runs as `python -m`.
-MODULES = {"ibc-data": "sim.cli.data", "ibc-train": "ibc_core.cli.train", "ibc-eval": "sim.cli.evaluate"}
+MODULES = {"ibc-data": "ibc_cli.data", "ibc-train": "ibc_cli.train", "ibc-eval": "ibc_cli.evaluate"}
 
 
 def cli(name: str) -> list[str]:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ibc_core.checkpoint import CheckpointError, average_checkpoints, load_checkpoint, save_checkpoint
-from sim.cli import evaluate
+from ibc_cli import evaluate
 from sim.tasks import VALIDATION_SEED_BASE
 
 STEP_FILE = re.compile(r"step_(\d+)\.pt")

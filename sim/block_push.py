@@ -5,9 +5,9 @@ Two layers share one world:
   PushWorld  the physical scene, stepped by raw joint commands (what the ROS sim node drives):
              reset(seed), apply_joint_command(q, t), step(dt), joint_positions(), render_rgb(),
              task_status(). Its arm refuses (and holds) every command the real arm's driver
-             refuses: the same check, ibc_ros.control.arm_limits, on the same URDF.
+             refuses: the same check, cell.control.arm_limits, on the same URDF.
   PushEnv    the policy-level env: delta-xy actions at 5 Hz, each run through the
-             CartesianController of ibc_ros.control (20 ticks at 100 Hz, the same code the ROS
+             CartesianController of cell.control (20 ticks at 100 Hz, the same code the ROS
              controller node runs), observation() -> {"state", "rgb"}.
 """
 from __future__ import annotations
@@ -19,9 +19,9 @@ import numpy as np
 import pybullet
 from pybullet_utils.bullet_client import BulletClient
 
-from ibc_ros.control import (ArmLimits, CartesianController, ControllerConfig, SafetyEnvelope, XArmIK,
+from cell.control import (ArmLimits, CartesianController, ControllerConfig, SafetyEnvelope, XArmIK,
                              load_arm_limits, load_controller_config)
-from ibc_ros.control.robot_description import PUSHER_LINK, TIP_LINK, joint_indices, link_index, resolved_urdf_path
+from cell.control.robot_description import PUSHER_LINK, TIP_LINK, joint_indices, link_index, resolved_urdf_path
 from sim.config import CameraConfig, TaskConfig
 
 _TABLE_COLOR = (0.82, 0.74, 0.62, 1.0)

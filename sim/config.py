@@ -7,7 +7,7 @@ from typing import Literal, Sequence
 
 from ibc_core.config_io import ConfigError, load_config
 from ibc_core.data.preprocess import ImageSpec
-from ibc_ros.paths import share_file
+from cell.paths import share_file
 
 PUSH_TASKS = ("push_states", "push_multi_states", "push_pixels")
 _PARTICLE_TASK = re.compile(r"^particle_(\d+)d$")

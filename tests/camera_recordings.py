@@ -1,7 +1,7 @@
 """Shared by the camera tests: read a replayed recording to its end."""
 from __future__ import annotations
 
-from ibc_ros.hardware.camera import Camera, CameraError, Frame
+from cell.hardware.camera import Camera, CameraError, Frame
 
 
 def read_until_end(camera: Camera) -> list[Frame]:

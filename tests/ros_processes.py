@@ -1,5 +1,5 @@
 """Start Python code or node executables as separate OS processes for ROS tests, and make sure
-they are gone afterwards (ibc_ros.processes.stop, as the bringup supervisor does). Real processes,
+they are gone afterwards (cell.processes.stop, as the bringup supervisor does). Real processes,
 real DDS: nothing here touches rclpy."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from ibc_ros.processes import stop  # also what tests import from here
+from cell.processes import stop  # also what tests import from here
 
 
 @contextmanager

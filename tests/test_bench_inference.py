@@ -13,12 +13,12 @@ import torch
 
 from bench import dfo_inference
 from bench.reference_dfo import reference_dfo, reference_energies
-from ibc_core.cli.bench import named_artifacts
+from ibc_cli.bench import named_artifacts
 from ibc_core.models import mlp as mlp_module
 from ibc_core.models.mlp import MLP
 from ibc_core.samplers.dfo import dfo_optimize
 from ibc_core.samplers.noise import GeneratorNoise
-from ibc_core.training.config import MLPConfig
+from ibc_core.config import MLPConfig
 
 CPU = torch.device("cpu")
 

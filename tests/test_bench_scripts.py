@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from bench import controller, train_throughput
-from ibc_core.cli.bench import named_artifacts
+from ibc_cli.bench import named_artifacts
 from ibc_core.samplers.noise import HashedNoise
 
 

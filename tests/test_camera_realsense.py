@@ -1,4 +1,4 @@
-"""RealSense camera logic (ibc_ros/hardware/camera.py) through the real pyrealsense2 SDK, without a
+"""RealSense camera logic (cell/hardware/camera.py) through the real pyrealsense2 SDK, without a
 camera: frames are injected with pyrealsense2's software_device, recorded by the SDK's own
 rs.recorder into a RealSense recording (.db3, the format SDK 2.59 writes), and read back by
 RealSenseCamera through the real rs.pipeline (config.enable_device_from_file)."""
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ibc_ros.hardware.camera import CameraConfig, CameraError, RealSenseCamera
+from cell.hardware.camera import CameraConfig, CameraError, RealSenseCamera
 from tests.camera_recordings import read_until_end
 
 rs = pytest.importorskip("pyrealsense2", reason="pyrealsense2 needs the system libusb-1.0")

@@ -1,4 +1,4 @@
-"""The V4L2/OpenCV camera fallback (ibc_ros.hardware.camera.V4L2Camera). There is no /dev/video*
+"""The V4L2/OpenCV camera fallback (cell.hardware.camera.V4L2Camera). There is no /dev/video*
 on this machine and its kernel has no v4l2loopback module, so the source's read path (BGR->RGB,
 scaling to the configured size, frame numbering, pacing) runs on recorded data: a video written
 by OpenCV in MJPG, a format UVC cameras deliver, replayed with `playback_file`."""
@@ -13,8 +13,8 @@ import pytest
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
-from ibc_ros.hardware.camera import CameraConfig, CameraError, open_camera
-from ibc_ros.paths import share_file
+from cell.hardware.camera import CameraConfig, CameraError, open_camera
+from cell.paths import share_file
 from tests.camera_recordings import read_until_end
 from tests.ros_client import RosClient, wait_for
 from tests.ros_processes import running

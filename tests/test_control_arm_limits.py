@@ -1,4 +1,4 @@
-"""ibc_ros/control/arm_limits.py: the one check of the arm's hard limits (driver, sim arm and
+"""cell/control/arm_limits.py: the one check of the arm's hard limits (driver, sim arm and
 controller), on the real URDF's forward kinematics. ROS-free."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ibc_core.config_io import ConfigError
-from ibc_ros.control import (ArmLimits, CartesianController, SafetyEnvelope, XArmIK, load_arm_limits,
+from cell.control import (ArmLimits, CartesianController, SafetyEnvelope, XArmIK, load_arm_limits,
                              load_controller_config)
 
 

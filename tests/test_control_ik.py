@@ -1,10 +1,10 @@
-"""XArmIK and CartesianController (ibc_ros/control) on the real xarm6_pusher.urdf in PyBullet."""
+"""XArmIK and CartesianController (cell/control) on the real xarm6_pusher.urdf in PyBullet."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from ibc_ros.control import CartesianController, EStopLatched, IKError, XArmIK, load_controller_config
+from cell.control import CartesianController, EStopLatched, IKError, XArmIK, load_controller_config
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""SetpointInterpolator and SafetyEnvelope (ibc_ros/control): pure logic, no ROS."""
+"""SetpointInterpolator and SafetyEnvelope (cell/control): pure logic, no ROS."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ibc_core.config_io import ConfigError
-from ibc_ros.control import SafetyEnvelope, SetpointInterpolator, load_controller_config
+from cell.control import SafetyEnvelope, SetpointInterpolator, load_controller_config
 
 coordinate = st.floats(-1.0, 1.0, allow_nan=False)
 

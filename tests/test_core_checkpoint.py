@@ -14,7 +14,7 @@ from ibc_core.config_io import ConfigError, load_config
 from ibc_core.data.preprocess import ImageSpec, preprocess_image
 from ibc_core.data.synthetic import write_function_dataset
 from ibc_core.policy import Policy
-from ibc_core.training.config import TrainConfig
+from ibc_core.config import TrainConfig
 from ibc_core.training.trainer import Trainer
 
 SMALL = {"model": {"mlp": {"width": 32, "depth": 2}, "encoder": {"channels": [8, 16]}},

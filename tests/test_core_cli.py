@@ -17,7 +17,7 @@ import torch
 import yaml
 
 from ibc_core.checkpoint import CheckpointError, read_checkpoint
-from ibc_core.cli.train import main as train_main
+from ibc_cli.train import main as train_main
 from ibc_core.data.synthetic import write_function_dataset
 from ibc_core.policy import Policy
 
@@ -92,7 +92,7 @@ def test_two_gloo_processes_train_the_same_model_as_one(config_file: Path, tmp_p
     assert one.returncode == 0, one.stderr
     two = run([sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
                "--master_addr=127.0.0.1", f"--master_port={free_port()}",
-               "-m", "ibc_core.cli.train", str(config_file), f"run.out_dir={double}"], GLOO_SOCKET_IFNAME="lo")
+               "-m", "ibc_cli.train", str(config_file), f"run.out_dir={double}"], GLOO_SOCKET_IFNAME="lo")
     assert two.returncode == 0, two.stderr
     a, b = read_checkpoint(single / "policy.pt"), read_checkpoint(double / "policy.pt")
     assert a["step"] == b["step"] == CONFIG["optim"]["steps"]
@@ -121,7 +121,7 @@ def test_two_gloo_processes_train_the_same_model_as_one(config_file: Path, tmp_p
 @pytest.mark.parametrize("what, config", [("inference", "paper_real"), ("inference", "push_states"),
                                           ("train", "push_pixels")])
 def test_ibc_bench_reports_latency_percentiles(what: str, config: str, capsys) -> None:
-    from ibc_core.cli.bench import main as bench_main
+    from ibc_cli.bench import main as bench_main
     assert bench_main([what, "--config", config, "--iterations", "3", "--warmup", "1", "--threads", "1"]) == 0
     report = yaml.safe_load(capsys.readouterr().out)
     assert report["config"] == config and report["device"] == "cpu"

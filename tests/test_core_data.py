@@ -12,7 +12,7 @@ from ibc_core.data.memory import history_indices, load_demonstrations
 from ibc_core.data.synthetic import write_function_dataset
 from ibc_core.normalization import ActionBounds, ObservationStats
 from ibc_core.samplers.noise import HashedNoise
-from ibc_core.training.config import AugmentConfig
+from ibc_core.config import AugmentConfig
 from ibc_core.training.trainer import augment_images
 
 

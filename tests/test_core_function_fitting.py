@@ -14,7 +14,7 @@ from ibc_core.data.synthetic import write_function_dataset
 from ibc_core.policy import Policy
 from ibc_core.samplers.langevin import langevin_chain
 from ibc_core.samplers.noise import GeneratorNoise
-from ibc_core.training.config import TrainConfig
+from ibc_core.config import TrainConfig
 from ibc_core.training.trainer import Trainer
 
 

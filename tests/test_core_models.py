@@ -9,7 +9,7 @@ from ibc_core.models.encoders import (ConvMaxPool, ObservationEncoder, Observati
 from ibc_core.models.explicit import MDNNetwork
 from ibc_core.models.mlp import MLP, ResidualBlock
 from ibc_core.samplers.noise import GeneratorNoise
-from ibc_core.training.config import EncoderConfig, MDNConfig, MLPConfig
+from ibc_core.config import EncoderConfig, MDNConfig, MLPConfig
 
 
 def test_late_fusion_equals_tiled_concatenation() -> None:

@@ -10,7 +10,7 @@ from ibc_core.samplers.autoregressive import autoregressive_dfo
 from ibc_core.samplers.dfo import dfo_optimize, resample
 from ibc_core.samplers.langevin import langevin_chain, step_size
 from ibc_core.samplers.noise import GeneratorNoise, HashedNoise
-from ibc_core.training.config import DFOConfig, LangevinConfig
+from ibc_core.config import DFOConfig, LangevinConfig
 
 CPU = torch.device("cpu")
 WIDTH = 0.1  # std of the analytic Gaussian energies

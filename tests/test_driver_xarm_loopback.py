@@ -1,5 +1,5 @@
-"""The xArm driver logic (ibc_ros/hardware/xarm_driver.py) through the REAL xArm-Python-SDK against
-the loopback server ibc_ros/hardware/xarm_loopback.py, which speaks the SDK's TCP protocol
+"""The xArm driver logic (cell/hardware/xarm_driver.py) through the REAL xArm-Python-SDK against
+the loopback server cell/hardware/xarm_loopback.py, which speaks the SDK's TCP protocol
 (command port + real-time report port 30003). No arm, no ROS here; the ROS node is tested in
 test_ros_xarm_driver.py against the same server."""
 from __future__ import annotations
@@ -11,8 +11,8 @@ import time
 import numpy as np
 import pytest
 
-from ibc_ros.hardware import xarm_loopback as lb
-from ibc_ros.hardware.xarm_driver import Phase, XArmDriver, XArmDriverConfig
+from cell.hardware import xarm_loopback as lb
+from cell.hardware.xarm_driver import Phase, XArmDriver, XArmDriverConfig
 from tests.ros_client import wait_for
 
 START = np.array([0.05, -0.25, -0.55, 0.0, 0.8, 0.05])

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ibc_core.data.episodes import iter_episodes
-from sim.cli import data
+from ibc_cli import data
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 def test_energy_diagnosis_reports_every_state(tmp_path: Path) -> None:
     dataset, run = tmp_path / "data", tmp_path / "run"
     assert data.main(["generate", "--task", "particle_2d", "--episodes", "2", "--out", str(dataset)]) == 0
-    subprocess.run([sys.executable, "-m", "ibc_core.cli.train", "train_particle", f"data.path={dataset}",
+    subprocess.run([sys.executable, "-m", "ibc_cli.train", "train_particle", f"data.path={dataset}",
                     f"run.out_dir={run}", "optim.steps=10", "model.mlp.width=16", "model.mlp.depth=2",
                     "ebm.counter_examples=8", "ebm.langevin.iterations=3", "ebm.langevin.inference_samples=16",
                     "run.checkpoint_every=10", "run.progress=false"], check=True, capture_output=True, timeout=300)

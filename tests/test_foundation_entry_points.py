@@ -35,15 +35,15 @@ def test_help_examples_and_messages_do_not_mislead(tmp_path):
     import subprocess
     import sys
 
-    from ibc_core.cli import bench
-    from sim.cli import evaluate
+    from ibc_cli import bench
+    from ibc_cli import evaluate
 
     assert "ibc-bench train --config push_pixels --iterations 20" in bench.__doc__
-    ran = subprocess.run([sys.executable, "-m", "ibc_core.cli.bench", "train", "--config", "push_pixels",
+    ran = subprocess.run([sys.executable, "-m", "ibc_cli.bench", "train", "--config", "push_pixels",
                           "--iterations", "1", "--warmup", "0"], capture_output=True, text=True, timeout=300)
     assert ran.returncode == 0 and "steps_per_s" in ran.stdout, ran.stderr[-2000:]
     assert "final.pt" not in evaluate.__doc__ and "policy.pt" in evaluate.__doc__
-    not_a_checkpoint = subprocess.run([sys.executable, "-m", "sim.cli.evaluate", "--checkpoint",
+    not_a_checkpoint = subprocess.run([sys.executable, "-m", "ibc_cli.evaluate", "--checkpoint",
                                        str(REPO / "README.md"), "--task", "particle_2d", "--episodes", "1"],
                                       capture_output=True, text=True, timeout=300)
     assert not_a_checkpoint.returncode == 2

@@ -18,11 +18,11 @@ from ibc_core.irvs.returns import RETURN_KEY, episode_returns, normalize_returns
 from ibc_core.irvs.trainer import IRvSTrainer
 from ibc_core.losses import energy_variance, max_entropy_loss
 from ibc_core.policy import Policy
-from ibc_core.samplers.marginal import MarginalActionEBM
+from ibc_core.models.marginal import MarginalActionEBM
 from ibc_core.samplers.noise import GeneratorNoise
-from ibc_core.training.config import IRvSConfig, MarginalSamplerConfig, TrainConfig
+from ibc_core.config import IRvSConfig, MarginalSamplerConfig, TrainConfig
 from ibc_core.training.trainer import Trainer
-from sim.cli import data as data_cli
+from ibc_cli import data as data_cli
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

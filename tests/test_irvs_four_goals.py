@@ -15,8 +15,8 @@ import pytest
 from ibc_core.config_io import load_config
 from ibc_core.irvs.trainer import IRvSTrainer
 from ibc_core.policy import Policy
-from ibc_core.training.config import TrainConfig
-from ibc_ros.paths import share_file
+from ibc_core.config import TrainConfig
+from cell.paths import share_file
 from sim.four_goals import BEST_GOAL, GOALS, FourGoalsEnv, write_dataset
 
 STARTS = np.stack(np.meshgrid(np.linspace(-0.7, 0.7, 6), np.linspace(-0.7, 0.7, 6)), -1).reshape(-1, 2)

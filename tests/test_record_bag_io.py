@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from rosbags.rosbag2 import Reader
 
-from ibc_ros.recording.bag_io import (BagError, BagReader, DurableBagWriter, deserialize, find_bags,
+from cell.recording.bag_io import (BagError, BagReader, DurableBagWriter, deserialize, find_bags,
                                       is_unfinished_bag, recover_bag, serialize, typestore)
-from ibc_ros.recording.episodes import EVENTS_TOPIC, decode_event
-from ibc_ros.recording.recorder import EpisodeRecorder, RecorderConfig, RecorderStateError
+from cell.recording.episodes import EVENTS_TOPIC, decode_event
+from cell.recording.recorder import EpisodeRecorder, RecorderConfig, RecorderStateError
 
 T = typestore().types
 TOPICS = {"/camera/image_raw": "sensor_msgs/msg/Image",
@@ -147,7 +147,7 @@ KILLED_RECORDER = """
     import sys, time
     sys.path.insert(0, {repo!r})
     from tests.test_record_bag_io import TOPICS, image_bytes
-    from ibc_ros.recording.recorder import EpisodeRecorder, RecorderConfig
+    from cell.recording.recorder import EpisodeRecorder, RecorderConfig
     recorder = EpisodeRecorder(RecorderConfig(output_dir={out!r}, flush_interval_s=0.1), TOPICS)
     for episode in range(3):
         recorder.start()

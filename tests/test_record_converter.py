@@ -11,11 +11,11 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 
 from ibc_core.data.episodes import iter_episodes, read_meta
 from ibc_core.data.preprocess import ImageSpec, preprocess_image
-from ibc_ros.recording.bag_io import BagError, deserialize, serialize, typestore
-from ibc_ros.images import image_to_rgb
-from ibc_ros.recording.bag_to_dataset import add_from_bags_subcommand, convert_bags, pair_with_images
-from ibc_ros.recording.episodes import encode_event, split_episodes
-from ibc_ros.recording.recorder import EpisodeRecorder, RecorderConfig
+from cell.recording.bag_io import BagError, deserialize, serialize, typestore
+from cell.images import image_to_rgb
+from cell.recording.bag_to_dataset import add_from_bags_subcommand, convert_bags, pair_with_images
+from cell.recording.episodes import encode_event, split_episodes
+from cell.recording.recorder import EpisodeRecorder, RecorderConfig
 from tests.test_record_bag_io import TOPICS, image_bytes, setpoint_bytes
 
 SPEC = ImageSpec(height=9, width=16, crop=(0.0, 0.0, 1.0, 1.0))

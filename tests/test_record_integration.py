@@ -25,10 +25,10 @@ from std_msgs.msg import Bool, Float32MultiArray, String
 from std_srvs.srv import Trigger
 
 from ibc_core.data.episodes import iter_episodes, read_meta
-from ibc_ros.control.config import load_controller_config
-from ibc_ros.control.envelope import SafetyEnvelope
-from ibc_ros.recording.bag_io import BagReader, deserialize, find_bags
-from ibc_ros.recording.episodes import decode_event
+from cell.control.config import load_controller_config
+from cell.control.envelope import SafetyEnvelope
+from cell.recording.bag_io import BagReader, deserialize, find_bags
+from cell.recording.episodes import decode_event
 from sim.config import load_task_config
 from sim.oracles import PushOracle
 from tests.ros_client import RosClient, wait_for
@@ -41,7 +41,7 @@ TASK = "push_pixels"
 
 
 def record_demos(args: list[str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "ibc_ros.bringup.cli", "launch", "record_demos", "sim:=true",
+    return subprocess.Popen([sys.executable, "-m", "ibc_cli.ros", "launch", "record_demos", "sim:=true",
                              f"task:={TASK}", *args],
                             stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
 

@@ -16,8 +16,8 @@ import pytest
 
 from ibc_core.data.episodes import iter_episodes
 from ibc_core.data.preprocess import ImageSpec
-from ibc_ros.recording.bag_io import BagReader, deserialize, find_bags
-from ibc_ros.recording.bag_to_dataset import convert_bags
+from cell.recording.bag_io import BagReader, deserialize, find_bags
+from cell.recording.bag_to_dataset import convert_bags
 from tests.ros_processes import python_script, running
 
 pytestmark = pytest.mark.ros

@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ibc_ros.recording.bag_io import BagError, BagMessage, deserialize, serialize, typestore
-from ibc_ros.recording.replay import ReplayClock, Restamper, paced, parse_remaps
-from ibc_ros.recording.replay import main as replay_main
+from cell.recording.bag_io import BagError, BagMessage, deserialize, serialize, typestore
+from cell.recording.replay import ReplayClock, Restamper, paced
+from ibc_cli.replay import parse_remaps
+from ibc_cli.replay import main as replay_main
 
 
 class SimulatedTime:

@@ -25,8 +25,8 @@ from sensor_msgs.msg import Image
 
 from ibc_core.data.episodes import DatasetWriter, Episode
 from ibc_core.data.preprocess import ImageSpec, preprocess_image
-from ibc_ros.recording.bag_io import DurableBagWriter, serialize, typestore
-from ibc_ros.paths import share_file
+from cell.recording.bag_io import DurableBagWriter, serialize, typestore
+from cell.paths import share_file
 from sim.block_push import PushWorld
 from sim.config import load_task_config
 from tests.ros_client import RosClient, wait_for

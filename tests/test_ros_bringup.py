@@ -1,5 +1,5 @@
 """One stack description (config/stack.yaml) behind both the ROS launch files and `ibc-ros launch`:
-the launch files and bringup/ros2_launch.py are parsed (launch/launch_ros are not installable
+the launch files and ibc_ros/ros2_launch.py are parsed (launch/launch_ros are not installable
 here) and checked to build their nodes from that description; every params file matches its
 node's config dataclass; the pip bringup starts real node processes and stops the whole stack
 (with the failing node's message) when one dies. Ctrl-C of a running stack: tests/test_ros_sim_stack.py."""
@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ibc_ros.bringup.stack import StackError, load_stack, parse_arguments, resolve
-from ibc_ros.paths import share_file
+from cell.stack import StackError, load_stack, parse_arguments, resolve
+from cell.paths import share_file
 
 pytestmark = pytest.mark.ros
 LAUNCH_FILES = {"real_push": share_file("launch", "real_push.launch.py"),
                 "record_demos": share_file("launch", "record_demos.launch.py")}
-ROS2_LAUNCH = Path(__file__).resolve().parents[1] / "ibc_ros" / "bringup" / "ros2_launch.py"
+ROS2_LAUNCH = Path(__file__).resolve().parents[1] / "ibc_ros" / "ros2_launch.py"
 
 
 def node_config_classes() -> dict[str, type]:
@@ -39,7 +39,7 @@ def test_launch_files_build_their_nodes_from_the_stack_description(stack_name):
     tree = ast.parse(LAUNCH_FILES[stack_name].read_text())
     imported = {(node.module, alias.name) for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
                 for alias in node.names}
-    assert imported == {("ibc_ros.bringup.ros2_launch", "stack_launch_description")}
+    assert imported == {("ibc_ros.ros2_launch", "stack_launch_description")}
     functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
     returned = next(n.value for n in ast.walk(functions["generate_launch_description"]) if isinstance(n, ast.Return))
     assert ast.unparse(returned) == f"stack_launch_description({stack_name!r})"
@@ -47,7 +47,7 @@ def test_launch_files_build_their_nodes_from_the_stack_description(stack_name):
 
     tree = ast.parse(ROS2_LAUNCH.read_text())
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
-                and node.module == "ibc_ros.bringup.stack" for alias in node.names}
+                and node.module == "cell.stack" for alias in node.names}
     assert {"load_stack", "resolve", "parse_arguments"} <= imported
     calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call)]
     called = {c.func.id for c in calls if isinstance(c.func, ast.Name)}
@@ -106,7 +106,7 @@ def test_stack_selects_nodes_by_arguments_and_params_files_match_node_configs():
 
 
 def bringup(args: list[str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "ibc_ros.bringup.cli", "launch", "real_push", *args],
+    return subprocess.Popen([sys.executable, "-m", "ibc_cli.ros", "launch", "real_push", *args],
                             stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
 
 

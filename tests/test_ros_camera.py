@@ -11,7 +11,7 @@ import pytest
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
-from ibc_ros.paths import share_file
+from cell.paths import share_file
 from tests.ros_client import RosClient, wait_for
 from tests.ros_processes import running
 

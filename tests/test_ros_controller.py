@@ -1,7 +1,7 @@
 """controller_node in its own process over real DDS: its 100 Hz ee_target interpolates linearly
 from the last commanded target to each new setpoint over the policy period, joint commands
 respect the per-cycle step limit, targets stay inside the workspace envelope, it holds when
-setpoints stop, and the e-stop freezes it (the logic itself: ibc_ros.control, tested by
+setpoints stop, and the e-stop freezes it (the logic itself: cell.control, tested by
 tests/test_control_*.py; here the wiring)."""
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from geometry_msgs.msg import PoseStamped, Vector3Stamped
 from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
 
-from ibc_ros.control import load_controller_config
-from ibc_ros.paths import share_file
+from cell.control import load_controller_config
+from cell.paths import share_file
 from tests.ros_client import RosClient, steady, wait_for
 from tests.ros_processes import running
 

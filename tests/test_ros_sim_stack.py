@@ -22,7 +22,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Bool, Float32
 from std_srvs.srv import Trigger
 
-from sim.cli import data, evaluate
+from ibc_cli import data, evaluate
 from tests.ros_client import RosClient, quiet_since, wait_for
 from tests.test_ros_bringup import alive, bringup, child_pids
 from tests.tiny_training import train_tiny_pixel_policy
@@ -184,7 +184,7 @@ def test_policy_node_acts_on_the_newest_fresh_frame_like_offline_inference(tiny_
 
     from ibc_core.policy import Policy
     from ibc_ros.nodes.common import image_msg
-    from ibc_ros.paths import share_file
+    from cell.paths import share_file
     from tests.ros_processes import running
     from tests.test_camera_realsense import pattern
 
@@ -334,8 +334,8 @@ def test_controller_reset_mid_episode_goes_through_the_limits(tiny_pixel_checkpo
     from geometry_msgs.msg import PoseStamped
     from sensor_msgs.msg import JointState
 
-    from ibc_ros.control import SafetyEnvelope, load_controller_config
-    from ibc_ros.control.arm_limits import ArmLimits, load_arm_limits
+    from cell.control import SafetyEnvelope, load_controller_config
+    from cell.control.arm_limits import ArmLimits, load_arm_limits
 
     config = load_controller_config()
     limits = ArmLimits(load_arm_limits())

@@ -1,5 +1,5 @@
 """xarm_driver_node in its own process over real DDS, driving the REAL xArm-Python-SDK against the
-loopback server (ibc_ros/hardware/xarm_loopback.py, the SDK's TCP protocol on a private
+loopback server (cell/hardware/xarm_loopback.py, the SDK's TCP protocol on a private
 127.x.y.z address): streams joint_command, publishes joint_states, refuses stale commands,
 surfaces an injected controller error as a diagnostics ERROR, and recovers through driver/recover."""
 from __future__ import annotations
@@ -15,8 +15,8 @@ from rclpy.duration import Duration
 from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
 
-from ibc_ros.hardware import xarm_loopback as lb
-from ibc_ros.paths import share_file
+from cell.hardware import xarm_loopback as lb
+from cell.paths import share_file
 from tests.ros_client import RosClient, wait_for
 from tests.ros_processes import running
 from tests.test_driver_xarm_loopback import START, loopback_address

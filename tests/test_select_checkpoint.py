@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from ibc_core.checkpoint import read_checkpoint
-from sim.cli import data
+from ibc_cli import data
 from sim.tasks import VALIDATION_SEED_BASE
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,7 +24,7 @@ def select(*argv: str) -> subprocess.CompletedProcess:
 
 
 def train(dataset: Path, run: Path, seed: int) -> None:
-    subprocess.run([sys.executable, "-m", "ibc_core.cli.train", "train_particle", f"data.path={dataset}",
+    subprocess.run([sys.executable, "-m", "ibc_cli.train", "train_particle", f"data.path={dataset}",
                     f"run.out_dir={run}", f"run.seed={seed}", "optim.steps=20", "run.checkpoint_every=10",
                     "run.log_every=10", "model.mlp.width=16", "model.mlp.depth=1", "model.mlp.resnet=false",
                     "model.mlp.spectral_norm=false", "ebm.counter_examples=4", "ebm.langevin.iterations=2",

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ibc_core.data.episodes import iter_episodes, read_meta
-from sim.cli import data, evaluate
+from ibc_cli import data, evaluate
 from sim.tasks import EVAL_SEED_BASE
 
 

@@ -92,7 +92,7 @@ def test_world_follows_raw_joint_commands_and_reports_status(env):
 def test_sim_arm_refuses_what_the_driver_refuses_and_holds(env):
     """Issue 27 item 5: a well-formed joint command whose tip lies 16 cm below the working plane
     (before: applied, tip at z = -0.141 m), a 0.3 rad jump in one tick, and an out-of-order stamp
-    are refused by the same check as the xArm driver's (ibc_ros.control.arm_limits); the arm holds
+    are refused by the same check as the xArm driver's (cell.control.arm_limits); the arm holds
     its last accepted command and the tip never goes below the limits' lowest height."""
     world = env.world
     world.reset(4)

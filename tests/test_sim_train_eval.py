@@ -9,13 +9,13 @@ import sys
 import pytest
 import torch
 
-from sim.cli import data, evaluate
+from ibc_cli import data, evaluate
 
 
 def test_generate_train_and_evaluate_a_checkpoint(tmp_path, capsys):
     dataset, run = tmp_path / "data", tmp_path / "run"
     assert data.main(["generate", "--task", "push_states", "--episodes", "3", "--out", str(dataset)]) == 0
-    subprocess.run([sys.executable, "-m", "ibc_core.cli.train", "train_push_states", f"data.path={dataset}",
+    subprocess.run([sys.executable, "-m", "ibc_cli.train", "train_push_states", f"data.path={dataset}",
                     f"run.out_dir={run}", "optim.steps=5", "optim.batch_size=16", "ebm.counter_examples=16",
                     "ebm.dfo.samples=64", "run.checkpoint_every=5", "run.log_every=5"],
                    check=True, capture_output=True, timeout=300)
@@ -76,7 +76,7 @@ def test_lockstep_batches_evaluate_the_same_episodes(tmp_path):
                         "langevin": ["ebm.counter_examples=8", "ebm.langevin.iterations=3",
                                      "ebm.langevin.inference_samples=16"]}.items():
         runs[kind] = tmp_path / kind
-        subprocess.run([sys.executable, "-m", "ibc_core.cli.train", "train_particle", f"data.path={dataset}",
+        subprocess.run([sys.executable, "-m", "ibc_cli.train", "train_particle", f"data.path={dataset}",
                         f"run.out_dir={runs[kind]}", "optim.steps=30", "model.mlp.width=16", "model.mlp.depth=2",
                         "run.checkpoint_every=30", "run.log_every=30", *extra],
                        check=True, capture_output=True, timeout=300)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from ibc_ros.paths import share_file
+from cell.paths import share_file
 
 TOOL_PARTS = ("pusher", "pusher_tip")
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ibc_ros.control.config import load_controller_config
-from ibc_ros.control.envelope import SafetyEnvelope
-from ibc_ros.teleop.commander import KeyBindings, TeleopCommander
-from ibc_ros.teleop.mapping import CalibrationError, LookAtCamera, TableHomography, workspace_corners
-from ibc_ros.teleop.window import draw_overlay
+from cell.control.config import load_controller_config
+from cell.control.envelope import SafetyEnvelope
+from cell.teleop.commander import KeyBindings, TeleopCommander
+from cell.teleop.mapping import CalibrationError, LookAtCamera, TableHomography, workspace_corners
+from cell.teleop.window import draw_overlay
 
 
 def test_calibration_from_clicks_round_trips_and_survives_yaml(tmp_path):

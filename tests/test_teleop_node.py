@@ -17,10 +17,10 @@ from std_msgs.msg import String
 
 from ibc_core.data.episodes import iter_episodes
 from ibc_core.data.preprocess import ImageSpec
-from ibc_ros.control.config import load_controller_config
-from ibc_ros.control.envelope import SafetyEnvelope
-from ibc_ros.recording.bag_io import BagReader
-from ibc_ros.recording.bag_to_dataset import convert_bags
+from cell.control.config import load_controller_config
+from cell.control.envelope import SafetyEnvelope
+from cell.recording.bag_io import BagReader
+from cell.recording.bag_to_dataset import convert_bags
 from tests.ros_client import RosClient, quiet_since, wait_for
 from tests.ros_processes import running
 

@@ -16,7 +16,7 @@ TINY_OVERRIDES = ("optim.batch_size=8", "ebm.counter_examples=8", "ebm.dfo.sampl
 def train_tiny_pixel_policy(dataset: Path, run: Path, steps: int = 3, *extra: str) -> Path:
     """Train the pixel config on `dataset` for `steps` steps into `run`; returns run/policy.pt.
     A failure raises with the trainer's stderr tail."""
-    argv = [sys.executable, "-m", "ibc_core.cli.train", "train_push_pixels", f"data.path={dataset}",
+    argv = [sys.executable, "-m", "ibc_cli.train", "train_push_pixels", f"data.path={dataset}",
             f"run.out_dir={run}", f"optim.steps={steps}", f"run.checkpoint_every={steps}",
             f"run.log_every={steps}", *TINY_OVERRIDES, *extra]
     result = subprocess.run(argv, capture_output=True, text=True, timeout=900)

@@ -10,7 +10,7 @@ slow demonstrations useful data.
     ibc-train train_irvs_push data.path=data/irvs/push_mixed run.out_dir=runs/irvs_push
     Policy.load("runs/irvs_push/policy.pt", overrides=["irvs.inverse_eta=2.0"])
 
-Modules: returns (returns from episodes, the dataset with returns), network (the energy model
+Modules: returns (returns from episodes, the dataset with returns), models/return_energy (the energy model
 and its tilted inference), trainer (IRvSTrainer, chosen by ibc-train for model.kind: irvs),
-mix (merge datasets, e.g. oracle + noisy-oracle demonstrations).
+mix (merge datasets, e.g. oracle + noisy-oracle demonstrations: `ibc-data mix`).
 """

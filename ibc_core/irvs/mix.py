@@ -1,20 +1,17 @@
 """Merge datasets of the same task into one, e.g. oracle and noisy-oracle demonstrations for
 IRvS (whose returns tell them apart):
 
-    python -m ibc_core.irvs.mix --out data/irvs/push_mixed data/push_states:50 data/irvs/push_noisy
+    ibc-data mix --out data/irvs/push_mixed data/push_states:50 data/irvs/push_noisy
 
 SOURCE:N takes the first N episodes of SOURCE. The sources must agree on the task, action
 limits, control rate and observations; meta.json records where the episodes came from."""
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
 from tqdm import tqdm
 
-from ibc_core.cli.common import report_errors
 from ibc_core.data.episodes import DatasetError, DatasetWriter, episode_files, read_episode, read_meta
 
 MUST_AGREE = ("task", "action_low", "action_high", "control_hz", "observation_keys", "state_dim", "image_spec")
@@ -48,16 +45,3 @@ def mix(out: Path, sources: Sequence[tuple[Path, Optional[int]]]) -> int:
             written += 1
     return written
 
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ibc_core.irvs.mix", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, required=True, help="new dataset directory")
-    parser.add_argument("sources", nargs="+", help="dataset directories, optionally DIR:N (first N episodes)")
-    args = parser.parse_args(argv)
-    return report_errors("mix", (DatasetError,), lambda: (
-        f"wrote {mix(args.out, [parse_source(text) for text in args.sources])} episodes to {args.out}"))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

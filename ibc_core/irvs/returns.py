@@ -15,7 +15,7 @@ import torch
 
 from ibc_core.data.episodes import DatasetError, Episode, episode_files, read_episode
 from ibc_core.data.memory import Demonstrations
-from ibc_core.training.config import IRvSConfig
+from ibc_core.config import IRvSConfig
 
 RETURN_KEY = "return"   # the batch entry ReturnDemonstrations.observations adds
 

@@ -12,7 +12,7 @@ from ibc_core.data.memory import Demonstrations
 from ibc_core.irvs.returns import RETURN_KEY, ReturnDemonstrations, with_returns
 from ibc_core.models.base import PolicyNetwork
 from ibc_core.samplers.noise import HashedNoise
-from ibc_core.training.config import TrainConfig
+from ibc_core.config import TrainConfig
 from ibc_core.training.trainer import Trainer
 
 

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from typing import Optional
 
-from ibc_core.irvs.network import ReturnEnergyNetwork
+from ibc_core.models.return_energy import ReturnEnergyNetwork
 from ibc_core.models.base import PolicyNetwork
 from ibc_core.models.encoders import ObservationEncoder, ObservationSpec
 from ibc_core.models.energy import AutoregressiveEnergyNetwork, EnergyNetwork
 from ibc_core.models.explicit import MDNNetwork, MSENetwork, NearestNeighbourNetwork
-from ibc_core.training.config import EBMConfig, IRvSConfig, ModelConfig
+from ibc_core.config import EBMConfig, IRvSConfig, ModelConfig
 
 
 def build_network(spec: ObservationSpec, model: ModelConfig, ebm: EBMConfig,

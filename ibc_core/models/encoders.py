@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ibc_core.normalization import ObservationStats
-from ibc_core.training.config import EncoderConfig
+from ibc_core.config import EncoderConfig
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ from ibc_core.models.mlp import MLP
 from ibc_core.samplers.autoregressive import autoregressive_dfo
 from ibc_core.samplers.dfo import EnergyFn, dfo_optimize, select_lowest, uniform_actions
 from ibc_core.samplers.langevin import langevin_chain
-from ibc_core.samplers.marginal import MarginalActionEBM
+from ibc_core.models.marginal import MarginalActionEBM
 from ibc_core.samplers.noise import Noise
-from ibc_core.training.config import DFOConfig, EBMConfig, MLPConfig
+from ibc_core.config import DFOConfig, EBMConfig, MLPConfig
 
 
 class EnergyNetwork(PolicyNetwork):

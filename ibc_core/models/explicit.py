@@ -11,7 +11,7 @@ from ibc_core.models.base import PolicyNetwork
 from ibc_core.models.encoders import ObservationEncoder, ObservationSpec
 from ibc_core.models.mlp import MLP
 from ibc_core.samplers.noise import Noise
-from ibc_core.training.config import MDNConfig, MLPConfig, NearestNeighbourConfig
+from ibc_core.config import MDNConfig, MLPConfig, NearestNeighbourConfig
 
 _LOG_STD_RANGE = (-7.0, 2.0)
 

@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
-from ibc_core.training.config import MLPConfig
+from ibc_core.config import MLPConfig
 
 try:  # oneDNN's fused linear + ReLU (the kernel torch.compile emits on CPU); optional
     _LINEAR_RELU = torch.ops.mkldnn._linear_pointwise

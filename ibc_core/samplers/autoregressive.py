@@ -15,7 +15,7 @@ import torch
 from ibc_core.losses import info_nce
 from ibc_core.samplers.dfo import resample, select_lowest, uniform_actions
 from ibc_core.samplers.noise import Noise
-from ibc_core.training.config import DFOConfig
+from ibc_core.config import DFOConfig
 
 PrefixEnergyFn = Callable[[int, torch.Tensor], torch.Tensor]  # (j, actions[B, N, j+1]) -> [B, N]
 

@@ -6,7 +6,7 @@ from typing import Callable, Optional
 import torch
 
 from ibc_core.samplers.noise import Noise
-from ibc_core.training.config import DFOConfig
+from ibc_core.config import DFOConfig
 
 EnergyFn = Callable[[torch.Tensor], torch.Tensor]   # actions [B, N, A] -> energies [B, N]
 

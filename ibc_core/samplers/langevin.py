@@ -7,7 +7,7 @@ from typing import Callable, Optional
 import torch
 
 from ibc_core.samplers.noise import Noise
-from ibc_core.training.config import LangevinConfig
+from ibc_core.config import LangevinConfig
 
 EnergyFn = Callable[[torch.Tensor], torch.Tensor]
 

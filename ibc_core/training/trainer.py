@@ -27,7 +27,7 @@ from ibc_core.models.explicit import NearestNeighbourNetwork
 from ibc_core.normalization import ActionBounds, ObservationStats
 from ibc_core.policy import cpu_has_fast_bfloat16, resolve_device
 from ibc_core.samplers.noise import HashedNoise
-from ibc_core.training.config import AugmentConfig, TrainConfig
+from ibc_core.config import AugmentConfig, TrainConfig
 from ibc_core.training.distributed import DistContext, average_gradients, init_distributed, shutdown
 
 LAST_CHECKPOINT = "last.pt"

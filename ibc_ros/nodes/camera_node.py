@@ -1,6 +1,6 @@
 """camera node: RealSense (or V4L2) RGB frames -> camera/image_raw (sensor_msgs/Image rgb8,
 header.stamp = capture time). Without a camera it logs a clear error and retries.
-Camera logic: ibc_ros/hardware/camera.py. Parameters: CameraNodeConfig fields."""
+Camera logic: cell/hardware/camera.py. Parameters: CameraNodeConfig fields."""
 from __future__ import annotations
 
 import threading
@@ -11,7 +11,7 @@ from rclpy.qos import qos_profile_sensor_data
 from rclpy.time import Time
 from sensor_msgs.msg import Image
 
-from ibc_ros.hardware.camera import Camera, CameraConfig, CameraError, open_camera
+from cell.hardware.camera import Camera, CameraConfig, CameraError, open_camera
 from ibc_ros.nodes.common import config_from_parameters, image_msg, publish_unless_shut_down, run_node
 
 

@@ -27,7 +27,7 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool
 
 from ibc_core.config_io import ConfigError, load_config
-from ibc_ros.images import check_image, image_to_rgb as image_array  # noqa: F401  (the nodes' names)
+from cell.images import check_image, image_to_rgb as image_array  # noqa: F401  (the nodes' names)
 
 T = TypeVar("T")
 JOINT_NAMES = tuple(f"joint{i}" for i in range(1, 7))

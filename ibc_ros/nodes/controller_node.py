@@ -2,7 +2,7 @@
 
 All motion logic (workspace clamp, linear interpolation from the last commanded target over the
 policy period, PyBullet IK, per-cycle joint step limit, hold, e-stop) is
-ibc_ros.control.CartesianController configured by config/controller.yaml - the same code and
+cell.control.CartesianController configured by config/controller.yaml - the same code and
 file the sim env uses. This node only wires it to topics and services:
   sub setpoint_delta (geometry_msgs/Vector3Stamped: x=dx, y=dy m; stamp = image stamp)
   pub joint_command (sensor_msgs/JointState), ee_target (geometry_msgs/PoseStamped),
@@ -26,10 +26,10 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool
 from std_srvs.srv import Trigger
 
-from ibc_ros.control import CartesianController, EStopLatched, load_controller_config
+from cell.control import CartesianController, EStopLatched, load_controller_config
 from ibc_ros.nodes.common import (ESTOP_QOS, ESTOP_TOPIC, DropCount, age_seconds, config_from_parameters,
                                   joint_state_msg, run_node, stamp_ns)
-from ibc_ros.paths import share_file
+from cell.paths import share_file
 
 
 @dataclass

@@ -9,7 +9,7 @@
   srv policy/reset (std_srvs/Trigger): new episode - clears the frame history
 Inference runs in a timer at rate_hz (not in the image callback), always on the newest frame;
 frames older than max_frame_age, stamped more than max_frame_lead ahead of the node's clock,
-already used, or from before the last reset are not acted on (ibc_ros.frame_gate); frames whose
+already used, or from before the last reset are not acted on (cell.frame_gate); frames whose
 size is not the camera configuration (image_width x image_height) are refused on arrival.
 The node spins one thread: frames arriving during inference wait in the subscription's keep-last
 queue (sensor-data QoS) and the next tick takes the newest (60 Hz flood test: 5.00 Hz held).
@@ -35,11 +35,11 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Float32, Float32MultiArray
 from std_srvs.srv import Trigger
 
-from ibc_ros.energy_overlay import energy_overlay
-from ibc_ros.frame_gate import FrameGate
+from cell.energy_overlay import energy_overlay
+from cell.frame_gate import FrameGate
 from ibc_ros.nodes.common import (DropCount, EStopWatch, age_seconds, check_image, config_from_parameters,
                                   image_array, image_msg, run_node, stamp_ns)
-from ibc_ros.paths import share_dir
+from cell.paths import share_dir
 
 # The real cell observes the table through the camera only; "state" (block/target poses) exists
 # in simulation, where the sim node publishes it on observation/state with every frame.

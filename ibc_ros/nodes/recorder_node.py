@@ -17,8 +17,8 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from ibc_ros.nodes.common import EStopWatch, config_from_parameters, publish_unless_shut_down, run_node
-from ibc_ros.recording.episodes import EVENTS_TOPIC, EVENTS_TYPE
-from ibc_ros.recording.recorder import EpisodeRecorder, EpisodeState, RecorderConfig, RecorderStateError
+from cell.recording.episodes import EVENTS_TOPIC, EVENTS_TYPE
+from cell.recording.recorder import EpisodeRecorder, EpisodeState, RecorderConfig, RecorderStateError
 from ibc_ros.nodes.replay_publisher import message_class
 
 

@@ -1,5 +1,5 @@
 """The rclpy side of ibc-replay: publish a bag's raw CDR messages on their topics, paced by
-ibc_ros.recording.replay.ReplayClock."""
+cell.recording.replay.ReplayClock."""
 from __future__ import annotations
 
 import importlib
@@ -12,8 +12,8 @@ from rclpy.publisher import Publisher
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from tqdm import tqdm
 
-from ibc_ros.recording.bag_io import BagError, BagReader
-from ibc_ros.recording.replay import ReplayClock, Restamper, paced
+from cell.recording.bag_io import BagError, BagReader
+from cell.recording.replay import ReplayClock, Restamper, paced
 
 
 def message_class(msgtype: str) -> type:

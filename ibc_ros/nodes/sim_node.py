@@ -10,7 +10,7 @@ supervisor of `ibc-ros launch real_push sim:=true episodes:=N`.
       task/success (std_msgs/Bool), task/distance (std_msgs/Float32, m) at status_hz
   srv sim/reset (std_srvs/Trigger): abandon the episode and start the next seed
 The simulated arm applies a joint_command only if the arm's hard limits accept it - the same
-check (ibc_ros.control.arm_limits) the xArm driver applies; otherwise it holds and logs why.
+check (cell.control.arm_limits) the xArm driver applies; otherwise it holds and logs why.
 Episodes (supervise: true, the real_push stack): reset the world (seed = first_seed + k), then
 controller/start_episode (the command jumps to the start pose, where the world placed the arm; the
 controller refuses while its e-stop is latched, and the sim then waits, logging it, until the
@@ -53,7 +53,7 @@ from geometry_msgs.msg import PointStamped
 from std_msgs.msg import Bool, Float32, Float32MultiArray
 from std_srvs.srv import Trigger
 
-from ibc_ros.control import SafetyEnvelope, load_controller_config
+from cell.control import SafetyEnvelope, load_controller_config
 from ibc_ros.nodes.common import (config_from_parameters, image_msg, joint_positions, joint_state_msg,
                                   run_node, stamp_ns)
 from sim.block_push import PushWorld

@@ -28,12 +28,12 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
-from ibc_ros.control.config import load_controller_config
-from ibc_ros.control.envelope import SafetyEnvelope
+from cell.control.config import load_controller_config
+from cell.control.envelope import SafetyEnvelope
 from ibc_ros.nodes.common import check_image, config_from_parameters, image_array, run_node
-from ibc_ros.teleop.commander import RECORDER_ACTIONS, TeleopCommander, TeleopConfig
-from ibc_ros.teleop.mapping import CalibrationError, LookAtCamera, TableHomography, workspace_corners
-from ibc_ros.teleop.window import display_available
+from cell.teleop.commander import RECORDER_ACTIONS, TeleopCommander, TeleopConfig
+from cell.teleop.mapping import CalibrationError, LookAtCamera, TableHomography, workspace_corners
+from cell.teleop.window import display_available
 
 TABLE_FRAMES = ("table", "")
 IMAGE_FRAMES = ("image", "pixels")
@@ -186,13 +186,13 @@ class TeleopNode(Node):
         wanted = self.config.display == "window" or (self.config.display == "auto" and display_available())
         if not wanted:
             return None
-        from ibc_ros.teleop.window import TeleopWindow
+        from cell.teleop.window import TeleopWindow
         window = TeleopWindow()
         self.create_timer(1.0 / 30.0, self._pump_window)
         return window
 
     def _pump_window(self) -> None:
-        from ibc_ros.teleop.window import draw_overlay
+        from cell.teleop.window import draw_overlay
         if self.frame is None:
             return
         rgb = image_array(self.frame)

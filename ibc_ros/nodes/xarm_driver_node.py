@@ -4,7 +4,7 @@ Topics: sub joint_command (sensor_msgs/JointState), pub joint_states (sensor_msg
 100 Hz), driver/command_sent (the targets sent, or in dry_run the ones that would be),
 /diagnostics (diagnostic_msgs/DiagnosticArray, 2 Hz and on every fault).
 Service: driver/recover (std_srvs/Trigger). Parameters: XArmDriverConfig fields + publish_rate.
-All arm logic is ibc_ros/hardware/xarm_driver.py; this file only wires it to ROS.
+All arm logic is cell/hardware/xarm_driver.py; this file only wires it to ROS.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy
 from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
 
-from ibc_ros.hardware.xarm_driver import (DriverError, DriverStatus, Phase, XArmDriver,
+from cell.hardware.xarm_driver import (DriverError, DriverStatus, Phase, XArmDriver,
                                           XArmDriverConfig, describe_warning)
 from ibc_ros.nodes.common import (age_seconds, config_from_parameters, joint_positions,
                                   joint_state_msg, run_node, stamp_seconds)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ibc_ros.paths import share_file
+from cell.paths import share_file
 
 
 @pytest.fixture(scope="session")
@@ -16,7 +16,7 @@ def tiny_rgb_checkpoint(tmp_path_factory) -> Path:
     a few steps on random 24x32 frames: it checks the plumbing, not the policy's quality."""
     from ibc_core.config_io import load_config
     from ibc_core.data.synthetic import write_function_dataset
-    from ibc_core.training.config import TrainConfig
+    from ibc_core.config import TrainConfig
     from ibc_core.training.trainer import Trainer
 
     root = tmp_path_factory.mktemp("tiny_rgb")

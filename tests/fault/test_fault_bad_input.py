@@ -3,7 +3,7 @@ clear logged error, never moves the arm, and the node keeps working for the next
 
 - policy_node: images with another encoding, a header that disagrees with the data, empty data;
 - controller_node: NaN / inf setpoint deltas (out-of-bounds ones are clamped: test_fault_envelope);
-- xarm_driver_node (the real xArm SDK against the loopback server ibc_ros/hardware/xarm_loopback.py):
+- xarm_driver_node (the real xArm SDK against the loopback server cell/hardware/xarm_loopback.py):
   JointState with missing / repeated names, names and positions of different lengths, NaN.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from rclpy.publisher import Publisher
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 
-from ibc_ros.hardware import xarm_loopback as lb
+from cell.hardware import xarm_loopback as lb
 from ibc_ros.nodes.common import image_msg
 from tests.fault.conftest import node_argv
 from tests.ros_client import RosClient, wait_for

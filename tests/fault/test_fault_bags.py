@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from ibc_core.data.episodes import iter_episodes, read_meta
-from ibc_ros.control.config import load_controller_config
-from ibc_ros.control.envelope import SafetyEnvelope
-from ibc_ros.recording.bag_io import BagError, deserialize, find_bags, serialize
-from ibc_ros.recording.bag_to_dataset import convert_bags
-from ibc_ros.recording.recorder import EpisodeRecorder, RecorderConfig
+from cell.control.config import load_controller_config
+from cell.control.envelope import SafetyEnvelope
+from cell.recording.bag_io import BagError, deserialize, find_bags, serialize
+from cell.recording.bag_to_dataset import convert_bags
+from cell.recording.recorder import EpisodeRecorder, RecorderConfig
 from tests.test_record_bag_io import TOPICS, image_bytes, setpoint_bytes
 from tests.test_record_converter import FRAME_NS, SPEC, expected_rgb, record_episode
 

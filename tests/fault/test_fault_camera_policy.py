@@ -21,7 +21,7 @@ from geometry_msgs.msg import PointStamped, PoseStamped, Vector3Stamped
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 
-from ibc_ros.control import load_controller_config
+from cell.control import load_controller_config
 from ibc_ros.nodes.common import image_msg
 from tests.fault.conftest import node_argv
 from tests.ros_client import RosClient, quiet_since, steady, wait_for

@@ -1,4 +1,4 @@
-"""The one safety envelope (ibc_ros/control/envelope.py, applied by CartesianController), property-
+"""The one safety envelope (cell/control/envelope.py, applied by CartesianController), property-
 tested with hypothesis on the real controller: real PyBullet IK/FK of the xArm6 + pusher URDF.
 
 For ANY sequence of setpoint deltas (huge, tiny, early, late, with e-stops and NaN/inf mixed in),
@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ibc_ros.control import CartesianController, XArmIK, load_controller_config
+from cell.control import CartesianController, XArmIK, load_controller_config
 
 CONFIG = load_controller_config()
 # FK of the commanded joints may differ from the interpolated target by the IK tolerance (1 mm)
@@ -93,6 +93,6 @@ def test_any_setpoint_sequence_keeps_the_tip_in_the_workspace_and_joint_steps_li
 def test_clamped_targets_are_inside_the_box_and_the_ring(x, y):
     """The envelope alone, over the whole plane (its box clip after the ring projection must not
     leave the ring)."""
-    from ibc_ros.control.envelope import SafetyEnvelope
+    from cell.control.envelope import SafetyEnvelope
     target = SafetyEnvelope(CONFIG).clamp_target(np.array([x, y]))
     assert_inside(target, 1e-9, "clamped target")

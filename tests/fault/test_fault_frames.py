@@ -16,7 +16,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
 
-from ibc_ros.frame_gate import FrameGate
+from cell.frame_gate import FrameGate
 from ibc_ros.nodes.common import image_msg
 from tests.fault.conftest import node_argv
 from tests.fault.test_fault_bad_input import publish_until_logged

@@ -22,7 +22,7 @@ from geometry_msgs.msg import Vector3Stamped
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float32
 
-from ibc_ros.control import load_controller_config
+from cell.control import load_controller_config
 from tests.fault.conftest import node_argv
 from tests.fault.test_fault_camera_policy import seconds
 from tests.ros_client import RosClient, wait_for

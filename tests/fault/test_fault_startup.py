@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from ibc_ros.paths import share_file
+from cell.paths import share_file
 from tests.fault.conftest import node_argv
 
 pytestmark = pytest.mark.ros

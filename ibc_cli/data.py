@@ -1,0 +1,194 @@
+"""ibc-data: oracle demonstrations in the project's dataset format.
+
+    ibc-data generate --task push_states --episodes 2000 --out data/push_states --workers 2
+    ibc-data generate --task push_states --episodes 150 --out data/push_noisy \
+             --set oracle_noise=0.3 --keep-failed --seed 100000     # IRvS: noisy, failures kept
+    ibc-data mix --out data/irvs/push_mixed data/push_states:50 data/irvs/push_noisy
+    ibc-data from-bags ...                                         # recorded demonstrations
+
+Episode i uses environment seed --seed + i (training seeds stay below 1,000,000; evaluation
+uses seeds from there). Each episode is written as soon as it is done, so an interrupted run
+loses nothing: rerun it (or a larger --episodes) and only the seeds not yet in --out run.
+Failed oracle episodes are left out (reported at the end) and retried on a rerun. Pixel
+tasks store frames preprocessed with the task's image_spec (recorded in meta.json).
+--keep-failed stores failed episodes too (success=False), for return-aware training (IRvS).
+mix merges datasets of the same task into a new one (SOURCE:N takes the first N episodes of
+SOURCE); the sources must agree on the task, action limits, control rate and observations.
+"""
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from tqdm import tqdm
+
+from ibc_cli.common import report_errors
+from ibc_core.config_io import ConfigError, to_dict
+from ibc_core.data.episodes import DatasetError, DatasetWriter, Episode, episode_files
+from ibc_core.data.preprocess import preprocess_image
+from ibc_core.irvs.mix import mix, parse_source
+from sim.config import TaskConfig, load_task_config, task_names
+from sim.rollout import run_episode
+from sim.tasks import EVAL_SEED_BASE, OraclePolicy, make_env
+
+_worker_state: dict = {}
+
+
+def dataset_meta(config: TaskConfig, env) -> dict:
+    """Dataset-wide facts; seeds are per episode (a resumed dataset spans several runs)."""
+    keys = list(config.observation_keys)
+    meta = {"task": config.task, "action_low": np.asarray(env.action_low).tolist(),
+            "action_high": np.asarray(env.action_high).tolist(), "control_hz": config.control_hz,
+            "observation_keys": keys, "state_dim": int(env.observation()["state"].shape[0]),
+            "max_steps": config.max_steps, "success_tolerance": config.success_tolerance,
+            "source": "oracle"}
+    if "rgb" in keys:
+        meta["image_spec"] = to_dict(config.image_spec)
+    if config.kind == "particle":
+        meta["success_tolerance"] = config.particle_goal_radius
+    if config.oracle_noise > 0:
+        meta["oracle_noise"] = config.oracle_noise
+    return meta
+
+
+def _init_worker(task: str, overrides: list[str], keep_failed: bool = False) -> None:
+    env = make_env(task, overrides)
+    _worker_state.update(env=env, policy=OraclePolicy(env), keep_failed=keep_failed)
+
+
+def _generate(seed: int) -> Episode | None:
+    env, policy = _worker_state["env"], _worker_state["policy"]
+    rollout = run_episode(env, policy, seed, record_observations=True)
+    if not rollout.success and not _worker_state["keep_failed"]:
+        return None
+    observations = {"state": np.stack(rollout.observations["state"])}
+    if "rgb" in rollout.observations:
+        spec = env.config.image_spec
+        observations["rgb"] = np.stack([preprocess_image(f, spec) for f in rollout.observations["rgb"]])
+    return Episode(actions=np.stack(rollout.actions), observations=observations, success=rollout.success, seed=seed,
+                   info={"final_distance": rollout.final_distance})
+
+
+def stored_seeds(root: Path) -> set[int]:
+    """Environment seeds of the episodes already in a dataset directory (none if it is new)."""
+    seeds = set()
+    for path in episode_files(root):
+        with np.load(path) as arrays:
+            seeds.add(int(arrays["seed"]))
+    return seeds
+
+
+def _episodes(task: str, overrides: list[str], seeds: list[int], workers: int,
+              keep_failed: bool = False) -> Iterator[Episode | None]:
+    if workers == 1:
+        _init_worker(task, overrides, keep_failed)
+        yield from map(_generate, seeds)
+        return
+    context = multiprocessing.get_context("spawn")   # PyBullet clients must not be forked
+    with context.Pool(workers, initializer=_init_worker, initargs=(task, overrides, keep_failed)) as pool:
+        yield from pool.imap(_generate, seeds, chunksize=4)   # ordered: same dataset for any W
+
+
+def generate(task: str, episodes: int, out: Path, workers: int = 1, seed: int = 0,
+             overrides: list[str] | None = None, keep_failed: bool = False) -> tuple[int, int]:
+    """Write oracle demos for seeds [seed, seed + episodes); returns (written, failed);
+    keep_failed also writes the failed episodes (success=False; counted in both)."""
+    overrides = overrides or []
+    if episodes < 1 or workers < 1:
+        raise ValueError("--episodes and --workers must be >= 1")
+    if seed < 0 or seed + episodes > EVAL_SEED_BASE:
+        raise ValueError(f"training seeds must lie in [0, {EVAL_SEED_BASE}) (evaluation uses the rest)")
+    config = load_task_config(task, overrides)
+    probe = make_env(config)
+    meta = dataset_meta(config, probe)
+    probe.close()
+    writer = DatasetWriter(out, meta)
+    done = stored_seeds(out)
+    seeds = [s for s in range(seed, seed + episodes) if s not in done]
+    if done:
+        print(f"resuming {out}: {episodes - len(seeds)} of these seeds are already stored, {len(seeds)} to run")
+    written = failed = 0
+    progress = tqdm(_episodes(task, overrides, seeds, workers, keep_failed), total=len(seeds),
+                    desc=f"{task} demos", unit="ep")
+    for episode in progress:
+        if episode is None or not episode.success:
+            failed += 1
+        if episode is not None:
+            writer.add(episode)
+            written += 1
+        progress.set_postfix(failed=failed)
+    return written, failed
+
+
+def _add_from_bags_subcommand(sub: argparse._SubParsersAction) -> None:
+    """from-bags: recorded rosbag2 demonstrations (cell.recording, no rclpy). It needs rosbags
+    and, for the controller's envelope, PyBullet; where they are missing (e.g. a GPU machine that
+    only generates particle demos) `generate` still works and from-bags says what is missing."""
+    try:
+        from cell.recording.bag_to_dataset import add_from_bags_subcommand
+    except ImportError as exc:
+        reason = f"from-bags needs {exc.name}, which is not installed here ({exc})"
+        missing = sub.add_parser("from-bags", help=f"unavailable here: {exc}")
+        missing.set_defaults(func=lambda _args: _unavailable(reason))
+        return
+    add_from_bags_subcommand(sub)
+
+
+def _unavailable(reason: str) -> int:
+    print(f"ibc-data: error: {reason}", file=sys.stderr)
+    return 2
+
+
+def _mix(args: argparse.Namespace) -> int:
+    return report_errors("ibc-data", (DatasetError,), lambda: (
+        f"wrote {mix(args.out, [parse_source(text) for text in args.sources])} episodes to {args.out}"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ibc-data", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    gen = sub.add_parser("generate", help="write oracle demonstrations")
+    gen.add_argument("--task", required=True, help=f"one of {', '.join(task_names())}")
+    gen.add_argument("--episodes", type=int, required=True)
+    gen.add_argument("--out", type=Path, required=True, help="dataset directory (created or resumed)")
+    gen.add_argument("--workers", type=int, default=1, help="parallel processes")
+    gen.add_argument("--seed", type=int, default=0, help="seed of the first episode")
+    gen.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="task config override, e.g. --set max_steps=100")
+    gen.add_argument("--keep-failed", action="store_true",
+                     help="also store failed episodes (success=False), e.g. noisy-oracle data for IRvS")
+    merge = sub.add_parser("mix", help="merge datasets of one task into a new dataset")
+    merge.add_argument("--out", type=Path, required=True, help="new dataset directory")
+    merge.add_argument("sources", nargs="+", help="dataset directories, optionally DIR:N (first N episodes)")
+    merge.set_defaults(func=_mix)
+    _add_from_bags_subcommand(sub)
+    args = parser.parse_args(argv)
+    if args.command != "generate":
+        return args.func(args)
+    start = time.perf_counter()
+    try:
+        written, failed = generate(args.task, args.episodes, args.out, args.workers, args.seed, args.overrides,
+                                   args.keep_failed)
+    except (ConfigError, DatasetError, ValueError) as exc:
+        print(f"ibc-data: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\nibc-data: interrupted; every finished episode is in {args.out}. Run the same command "
+              "again to generate the rest.", file=sys.stderr)
+        return 130
+    elapsed = time.perf_counter() - start
+    outcome = "kept" if args.keep_failed else "left out"
+    ran = written if args.keep_failed else written + failed   # kept failures are counted in both
+    print(f"wrote {written} episodes to {args.out} ({failed} failed oracle episodes {outcome}) "
+          f"in {elapsed:.1f} s ({elapsed / max(ran, 1):.3f} s/episode)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

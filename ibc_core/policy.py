@@ -56,9 +56,14 @@ def cpu_has_fast_bfloat16() -> bool:
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
+def bfloat16_is_fast(device: torch.device) -> bool:
+    """bfloat16 runs natively here: any CUDA device, or a CPU with AVX512-BF16 / AMX."""
+    return device.type == "cuda" or (device.type == "cpu" and cpu_has_fast_bfloat16())
+
+
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     if precision == "auto":
-        if device.type == "cuda" or (device.type == "cpu" and cpu_has_fast_bfloat16()):
+        if bfloat16_is_fast(device):
             return torch.bfloat16
         return torch.qint8 if device.type == "cpu" and int8_linear_available() else torch.float32
     if precision not in PRECISIONS:

@@ -25,7 +25,7 @@ from ibc_core.models.base import PolicyNetwork
 from ibc_core.models.encoders import ObservationSpec
 from ibc_core.models.explicit import NearestNeighbourNetwork
 from ibc_core.normalization import ActionBounds, ObservationStats
-from ibc_core.policy import cpu_has_fast_bfloat16, resolve_device
+from ibc_core.policy import bfloat16_is_fast, resolve_device
 from ibc_core.samplers.noise import HashedNoise
 from ibc_core.config import AugmentConfig, TrainConfig
 from ibc_core.training.distributed import DistContext, average_gradients, init_distributed, shutdown
@@ -115,10 +115,7 @@ def training_precision(precision: str, device: torch.device, fast_bfloat16: Opti
     with AMX / AVX512-BF16), else float32. An explicit "bfloat16" on a CPU without it still
     trains (bfloat16 is emulated there) but warns: on a 2-core AVX2 CPU it ran ~10x slower than
     float32. fast_bfloat16: this CPU's answer (None: read it from /proc/cpuinfo)."""
-    if device.type == "cuda":
-        fast = True
-    else:
-        fast = cpu_has_fast_bfloat16() if fast_bfloat16 is None else fast_bfloat16
+    fast = bfloat16_is_fast(device) if fast_bfloat16 is None or device.type == "cuda" else fast_bfloat16
     if precision == "auto":
         return torch.bfloat16 if fast else torch.float32
     if precision == "bfloat16" and not fast:

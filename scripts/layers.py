@@ -153,6 +153,29 @@ def unit_table(root: Path = REPO) -> str:
     return "\n".join(rows)
 
 
+def _positions(units: list[str], edges: dict[str, set[str]], sweeps: int = 8) -> dict[str, tuple[float, int]]:
+    """x in (0, 1) within its layer's row, ordered so that a package sits near those it imports and
+    those importing it (barycentre sweeps), which keeps the arrows short and few of them crossing."""
+    rows = {layer: [u for u in units if layer_of(u) == layer] for layer in LAYERS}
+    neighbours: dict[str, set[str]] = defaultdict(set)
+    for source, targets in edges.items():
+        for target in targets:
+            if layer_of(source) != layer_of(target):
+                neighbours[source].add(target)
+                neighbours[target].add(source)
+
+    def x_of(layer: str) -> dict[str, float]:
+        return {u: (i + 0.5) / len(rows[layer]) for i, u in enumerate(rows[layer])}
+
+    for _ in range(sweeps):
+        for layer in LAYERS:
+            xs = {u: x for other in LAYERS if other != layer for u, x in x_of(other).items()}
+            current = x_of(layer)
+            rows[layer].sort(key=lambda u: sum(xs[n] for n in neighbours[u]) / len(neighbours[u])
+                             if neighbours[u] else current[u])
+    return {u: (x, LAYERS.index(layer)) for layer in LAYERS for u, x in x_of(layer).items()}
+
+
 def draw(root: Path = REPO, figure: Path = FIGURE) -> None:
     """Layers as bands (lowest at the bottom), subpackages as boxes, imports as arrows."""
     import matplotlib
@@ -162,11 +185,7 @@ def draw(root: Path = REPO, figure: Path = FIGURE) -> None:
     edges = internal_edges(all_imports(root), unit_of)
     units = sorted({unit_of(module_name(p, root)) for layer in LAYERS
                     for p in (root / layer).rglob("*.py")} - set(LAYERS))
-    position = {}
-    for row, layer in enumerate(LAYERS):
-        members = [u for u in units if layer_of(u) == layer]
-        for column, unit in enumerate(members):
-            position[unit] = ((column + 0.5) / len(members), row)
+    position = _positions(units, edges)
     fig, ax = plt.subplots(figsize=(16, 9))
     colours = plt.get_cmap("Pastel1")
     for row, layer in enumerate(LAYERS):

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import multiprocessing
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Iterator
 
@@ -32,21 +32,10 @@ from tqdm import tqdm
 from ibc_core.config_io import ConfigError
 from sim.config import load_task_config, task_names
 from sim.particle import ParticleEnv
-from sim.rollout import run_episode, run_episodes_lockstep
+from sim.rollout import EpisodeResult, run_episode, run_episodes_lockstep, summarize
 from sim.tasks import EVAL_SEED_BASE, OraclePolicy, make_env
 
 VIDEO_SIZE = (320, 180)
-
-
-def wilson_interval(successes: int, trials: int, z: float = 1.959963984540054) -> tuple[float, float]:
-    """95% Wilson score interval for a binomial proportion."""
-    if trials <= 0:
-        raise ValueError("trials must be positive")
-    p = successes / trials
-    denominator = 1 + z * z / trials
-    centre = (p + z * z / (2 * trials)) / denominator
-    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def particle_frame(env: ParticleEnv, size: int = 240) -> np.ndarray:
@@ -90,7 +79,7 @@ def _init_worker(args: argparse.Namespace, torch_threads: int = 0) -> None:
     _worker_state.update(env=env, policy=load_policy(args) or OraclePolicy(env))
 
 
-def _evaluate_seed(job: tuple[int, bool]) -> tuple[dict, list[np.ndarray]]:
+def _evaluate_seed(job: tuple[int, bool]) -> tuple[EpisodeResult, list[np.ndarray]]:
     """One episode; the policy reseeds its inference noise at reset, so the result depends on the
     seed only, not on which worker ran it or what it ran before."""
     seed, filming = job
@@ -100,9 +89,7 @@ def _evaluate_seed(job: tuple[int, bool]) -> tuple[dict, list[np.ndarray]]:
     else:
         film = lambda: env.world.render_rgb(*VIDEO_SIZE)  # noqa: E731
     rollout = run_episode(env, policy, seed, frame_fn=film if filming else None)
-    result = {"seed": seed, "success": rollout.success, "steps": rollout.steps,
-              "final_distance": rollout.final_distance}
-    return result, rollout.frames
+    return rollout.result(), rollout.frames
 
 
 @contextmanager
@@ -119,7 +106,8 @@ def _caller_torch_threads_kept(args: argparse.Namespace) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def _lockstep_episodes(args: argparse.Namespace, seeds: list[int]) -> Iterator[tuple[dict, list[np.ndarray]]]:
+def _lockstep_episodes(args: argparse.Namespace,
+                       seeds: list[int]) -> Iterator[tuple[EpisodeResult, list[np.ndarray]]]:
     """--batch N: groups of N episodes stepped together, one policy call per step for the group."""
     with _caller_torch_threads_kept(args):
         import torch
@@ -130,14 +118,14 @@ def _lockstep_episodes(args: argparse.Namespace, seeds: list[int]) -> Iterator[t
             for first in range(0, len(seeds), args.batch):
                 group = seeds[first:first + args.batch]
                 for rollout in run_episodes_lockstep(envs[:len(group)], policy, group):
-                    yield {"seed": rollout.seed, "success": rollout.success, "steps": rollout.steps,
-                           "final_distance": rollout.final_distance}, []
+                    yield rollout.result(), []
         finally:
             for env in envs:
                 env.close()
 
 
-def _episodes(args: argparse.Namespace, jobs: list[tuple[int, bool]]) -> Iterator[tuple[dict, list[np.ndarray]]]:
+def _episodes(args: argparse.Namespace,
+              jobs: list[tuple[int, bool]]) -> Iterator[tuple[EpisodeResult, list[np.ndarray]]]:
     if args.batch > 1:
         yield from _lockstep_episodes(args, [seed for seed, _ in jobs])
         return
@@ -168,17 +156,12 @@ def evaluate(args: argparse.Namespace) -> dict:
     for result, frames in progress:
         results.append(result)
         videos.extend(frames)
-        progress.set_postfix(success=f"{sum(r['success'] for r in results)}/{len(results)}")
-    successes = sum(r["success"] for r in results)
-    low, high = wilson_interval(successes, len(results))
+        progress.set_postfix(success=f"{sum(r.success for r in results)}/{len(results)}")
     summary = {"task": args.task, "policy": "oracle" if args.oracle else str(args.checkpoint),
                "task_overrides": list(args.overrides), "policy_overrides": list(args.policy_overrides),
                "precision": args.precision, "device": args.device, "batch": args.batch,
-               "episodes": len(results), "successes": successes, "success_rate": successes / len(results),
-               "wilson95": [low, high], "seeds": [seeds.start, seeds.stop],
-               "mean_steps": float(np.mean([r["steps"] for r in results])),
-               "mean_final_distance": float(np.mean([r["final_distance"] for r in results])),
-               "seconds": time.perf_counter() - start, "per_episode": results}
+               **summarize(results), "seeds": [seeds.start, seeds.stop],
+               "seconds": time.perf_counter() - start, "per_episode": [asdict(r) for r in results]}
     if args.video is not None:
         import imageio
         args.video.parent.mkdir(parents=True, exist_ok=True)

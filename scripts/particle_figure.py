@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from particle_sweep import METHODS, plot
-from ibc_cli.evaluate import wilson_interval
+from sim.rollout import wilson_interval
 
 
 def load_series(spec: str) -> tuple[str, list[dict]]:

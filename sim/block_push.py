@@ -39,6 +39,10 @@ class TaskStatus:
     stage: int                 # index of the target the block is heading to
     num_targets: int
 
+    def ends_episode(self, steps: int, max_steps: int) -> bool:
+        """An episode ends on success or after max_steps policy periods (PushEnv and the sim node)."""
+        return self.success or steps >= max_steps
+
 
 def camera_matrices(camera: CameraConfig, width: int, height: int) -> tuple[list[float], list[float]]:
     """OpenGL view and projection matrices of a pinhole camera with fx = fy = f * width.
@@ -58,10 +62,11 @@ class PushWorld:
         self.num_targets = len(config.scene.targets_x)
         self._client = BulletClient(connection_mode=pybullet.DIRECT)
         self._build_scene()
-        # Start pose of the arm: the IK solution of the controller's start setpoint.
-        start = SafetyEnvelope(self.controller_config).clamp_target(self.controller_config.start_xy)
+        # Start pose of the arm: the IK solution of the controller's start setpoint (the clamped
+        # start_xy, where the controller's command starts each episode).
+        self.start_target = SafetyEnvelope(self.controller_config).clamp_target(self.controller_config.start_xy)
         ik = XArmIK(self.controller_config.ik)
-        self.start_joints = ik.solve(start, seed=np.array(self.controller_config.ik.rest_joints))
+        self.start_joints = ik.solve(self.start_target, seed=np.array(self.controller_config.ik.rest_joints))
         ik.close()
         self.limits = ArmLimits(load_arm_limits(self.controller_config.limits_file))
         self.limits.reset(self.start_joints)
@@ -188,6 +193,13 @@ class PushWorld:
         """Measured pusher tip position in the table plane."""
         return np.array(self._client.getLinkState(self.robot, self._tip, computeForwardKinematics=True)[4][:2])
 
+    def state(self, setpoint_xy: np.ndarray) -> np.ndarray:
+        """The task's state observation (float32): block x, y, yaw; effector (tip) x, y; effector
+        target (the controller's commanded setpoint) x, y; target x, y, yaw -> 10-D; the
+        multi-target task appends target 2 x, y, yaw -> 13-D (paper, appendix table 1)."""
+        parts = [self.block_pose(), self.effector_xy(), np.asarray(setpoint_xy)[:2], *self.target_poses]
+        return np.concatenate(parts).astype(np.float32)
+
     def _update_stage(self) -> None:
         while self._stage < self.num_targets - 1 and self._distance_to(self._stage) < self.config.success_tolerance:
             self._stage += 1
@@ -215,10 +227,8 @@ class PushWorld:
 class PushEnv:
     """Delta-xy pushing env at the policy rate; every action runs through CartesianController.
 
-    Observation "state" (float32): block x, y, yaw; effector (tip) x, y; effector target
-    (commanded setpoint) x, y; target x, y, yaw -> 10-D; the multi-target task appends target 2
-    x, y, yaw -> 13-D (paper, appendix table 1). "rgb": the camera frame at the task's render
-    size (only for tasks that observe pixels)."""
+    Observation "state": PushWorld.state of this env's controller setpoint. "rgb": the camera
+    frame at the task's render size (only for tasks that observe pixels)."""
 
     def __init__(self, config: TaskConfig, controller_config: ControllerConfig | None = None):
         self.config = config
@@ -264,14 +274,12 @@ class PushEnv:
             self.world.step(period)
         self.steps += 1
         status = self.world.task_status()
-        done = status.success or self.steps >= self.config.max_steps
+        done = status.ends_episode(self.steps, self.config.max_steps)
         return self.observation(), done, {"success": status.success, "distance": status.distance,
                                           "stage": status.stage}
 
     def state(self) -> np.ndarray:
-        parts = [self.world.block_pose(), self.world.effector_xy(), self.controller.setpoint[:2],
-                 *self.world.target_poses]
-        return np.concatenate(parts).astype(np.float32)
+        return self.world.state(self.controller.setpoint)
 
     def observation(self) -> dict[str, np.ndarray]:
         obs = {"state": self.state()}

@@ -1,9 +1,12 @@
 """Run one episode of a policy (learned or oracle) in an env, recording what it saw and did;
-or many episodes in lock-step, the policy acting for all of them in one batched call."""
+or many episodes in lock-step, the policy acting for all of them in one batched call. How an
+episode ended (EpisodeResult) and the summary of many (summarize): one record and one summary for
+ibc-eval and the ROS sim node's episode supervisor."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Callable, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -20,11 +23,48 @@ class BatchActingPolicy(Protocol):
 
 
 @dataclass
-class Rollout:
+class EpisodeResult:
+    """How one episode ended: ibc-eval's per_episode and the sim node's results entries."""
     seed: int
     success: bool
-    steps: int
-    final_distance: float
+    steps: int                 # policy periods run
+    final_distance: float      # block to its (last) target at the end (m)
+
+    def end(self, steps: int, info: dict) -> None:
+        """The episode is over after ``steps``: its outcome from the env's last step info."""
+        self.success, self.steps, self.final_distance = bool(info["success"]), steps, float(info["distance"])
+
+    def result(self) -> EpisodeResult:
+        """The outcome alone (a Rollout without what it recorded)."""
+        return EpisodeResult(self.seed, self.success, self.steps, self.final_distance)
+
+
+def wilson_interval(successes: int, trials: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """95% Wilson score interval for a binomial proportion."""
+    if trials <= 0:
+        raise ValueError("trials must be positive")
+    p = successes / trials
+    denominator = 1 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denominator
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def summarize(results: Sequence[EpisodeResult]) -> dict[str, Any]:
+    """The summary keys ibc-eval and the sim node share: episodes, successes, success_rate (0.0
+    before any episode ended, as an interrupted sim reports), wilson95, mean_steps and
+    mean_final_distance (None before any episode ended: no interval or mean of nothing)."""
+    episodes = len(results)
+    successes = sum(bool(r.success) for r in results)
+    ended = episodes > 0
+    return {"episodes": episodes, "successes": successes, "success_rate": successes / episodes if ended else 0.0,
+            "wilson95": list(wilson_interval(successes, episodes)) if ended else None,
+            "mean_steps": float(np.mean([r.steps for r in results])) if ended else None,
+            "mean_final_distance": float(np.mean([r.final_distance for r in results])) if ended else None}
+
+
+@dataclass
+class Rollout(EpisodeResult):
     observations: dict[str, list[np.ndarray]] = field(default_factory=dict)
     actions: list[np.ndarray] = field(default_factory=list)
     frames: list[np.ndarray] = field(default_factory=list)
@@ -49,9 +89,7 @@ def run_episode(env, policy: ActingPolicy, seed: int, record_observations: bool 
         obs, done, info = env.step(action)
         if frame_fn is not None:
             rollout.frames.append(frame_fn())
-    rollout.success = bool(info["success"])
-    rollout.steps = env.steps
-    rollout.final_distance = float(info["distance"])
+    rollout.end(env.steps, info)
     return rollout
 
 
@@ -71,9 +109,7 @@ def run_episodes_lockstep(envs: Sequence, policy: BatchActingPolicy, seeds: Sequ
         for i, action in zip(running, actions):
             obs, done, info = envs[i].step(np.asarray(action, dtype=np.float32))
             if done:
-                rollouts[i].success = bool(info["success"])
-                rollouts[i].steps = envs[i].steps
-                rollouts[i].final_distance = float(info["distance"])
+                rollouts[i].end(envs[i].steps, info)
             else:
                 histories[i] = (histories[i] + [obs])[-policy.history_length:]
                 still_running.append(i)

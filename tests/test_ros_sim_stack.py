@@ -378,3 +378,49 @@ def test_controller_reset_mid_episode_goes_through_the_limits(tiny_pixel_checkpo
     print(f"simulated tip per tick during the return: max {moves.max() * 1000:.2f} mm")
     assert moves.max() <= limits.config.max_tip_speed * config.period_s
     assert "returning to the start" in reply.message
+
+
+def test_sim_node_takes_the_controller_config_the_stack_gives_the_controller(tmp_path):
+    """Issue 24: the sim node loaded the installed controller.yaml whatever the controller node's
+    config_file said. The stack gives both the same file (controller_config:=), and the sim's arm
+    starts where that file says: here start_xy (0.45, 0.1) instead of the installed (0.3, -0.4).
+    The controller only answers controller/start_episode (its commands and setpoints are remapped
+    away), so the pose and setpoint the sim reports come from the sim's own config."""
+    import yaml
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import Float32MultiArray
+
+    from cell.control.arm_limits import ArmLimits, load_arm_limits
+    from cell.paths import share_file
+    from cell.stack import load_stack, parse_arguments, resolve
+    from tests.fault.conftest import node_argv
+    from tests.ros_processes import running
+
+    controller_yaml = yaml.safe_load(share_file("config", "controller.yaml").read_text())
+    assert controller_yaml["start_xy"] == [0.3, -0.4]
+    controller_yaml["start_xy"] = [0.45, 0.1]
+    custom = tmp_path / "controller_custom.yaml"
+    custom.write_text(yaml.safe_dump(controller_yaml))
+    stack = load_stack("real_push")
+    nodes = {spec.name: spec for spec in resolve(stack, parse_arguments(stack, ["sim:=true",
+                                                                               f"controller_config:={custom}"]))}
+    assert nodes["sim"].parameters["config_file"] == nodes["controller"].parameters["config_file"] == str(custom)
+
+    controller = node_argv("controller_node", "controller_node.yaml", "reset_jumps:=true", "use_sim_time:=true") \
+        + ["-r", "joint_command:=unused_joint_command", "-r", "controller/setpoint:=unused_setpoint"]
+    sim = node_argv("sim_node", "sim.yaml", "supervise:=false", "lockstep:=false", "task:=push_states",
+                    f"config_file:={custom}")
+    log = tmp_path / "sim.log"
+    with RosClient("sim_config") as client, running(controller, tmp_path / "controller.log"), \
+            running(sim, log) as proc:
+        states = client.collect(Float32MultiArray, "observation/state", 100)
+        joints = client.collect(JointState, "joint_states", 1000)
+        wait_for(lambda: "ready" in log.read_text() and len(states) >= 3 and len(joints) >= 20, 120,
+                 "the sim scene up")
+        assert proc.poll() is None
+    state = np.array(states[-1].data)
+    # PushWorld.state: block x, y, yaw; tip x, y; setpoint x, y; target x, y, yaw
+    assert np.allclose(state[5:7], [0.45, 0.1], atol=1e-6), state
+    assert np.allclose(state[3:5], [0.45, 0.1], atol=0.005), state
+    tip = ArmLimits(load_arm_limits()).tip(joints[-1].position)   # forward kinematics of joint_states
+    assert np.allclose(tip[:2], [0.45, 0.1], atol=0.005), tip

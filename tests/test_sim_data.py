@@ -9,6 +9,7 @@ import pytest
 
 from ibc_core.data.episodes import iter_episodes, read_meta
 from ibc_cli import data, evaluate
+from sim.rollout import wilson_interval
 from sim.tasks import EVAL_SEED_BASE
 
 
@@ -71,7 +72,7 @@ def test_eval_oracle_writes_json_with_wilson_interval_and_video(tmp_path):
 
 
 def test_wilson_interval_known_values():
-    low, high = evaluate.wilson_interval(95, 100)
+    low, high = wilson_interval(95, 100)
     assert low == pytest.approx(0.8883, abs=1e-4) and high == pytest.approx(0.9785, abs=1e-4)
 
 

@@ -84,3 +84,12 @@ def load_controller_config(source: str | Path | Mapping[str, Any] | None = None,
     """config/controller.yaml from the share dir unless another file or mapping is given."""
     return load_config(ControllerConfig, share_file("config", "controller.yaml") if source is None else source,
                        overrides)
+
+
+def controller_config_path(name: str) -> Path:
+    """The file a node's config_file parameter names: empty = the installed config/controller.yaml;
+    a name that is neither absolute nor a file here = that name in the installed config/."""
+    if not name:
+        return share_file("config", "controller.yaml")
+    path = Path(name)
+    return path if path.is_absolute() or path.exists() else share_file("config", name)

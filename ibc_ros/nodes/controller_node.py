@@ -17,7 +17,6 @@ Setpoints stamped before the last reset, or older than max_setpoint_age, are dro
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from geometry_msgs.msg import PointStamped, PoseStamped, Vector3Stamped
@@ -26,15 +25,15 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool
 from std_srvs.srv import Trigger
 
-from cell.control import CartesianController, EStopLatched, load_controller_config
+from cell.control import CartesianController, EStopLatched, controller_config_path, load_controller_config
 from ibc_ros.nodes.common import (ESTOP_QOS, ESTOP_TOPIC, DropCount, age_seconds, config_from_parameters,
                                   joint_state_msg, run_node, stamp_ns)
-from cell.paths import share_file
 
 
 @dataclass
 class ControllerNodeConfig:
     config_file: str = "controller.yaml"   # ControllerConfig YAML; a bare name is looked up in config/
+                                           # (empty: config/controller.yaml; the sim node takes the same)
     max_setpoint_age: float = 1.0          # s; older setpoints are late and dropped
     # controller/start_episode: true (sim) jumps the command to the start pose, where the sim has
     # just placed the arm; false (hardware) refuses it. controller/reset always drives back in a
@@ -47,11 +46,6 @@ class ControllerNodeConfig:
             raise ValueError(f"max_setpoint_age must be positive, got {self.max_setpoint_age}")
         if self.return_speed <= 0:
             raise ValueError(f"return_speed must be positive, got {self.return_speed}")
-
-
-def controller_config_path(name: str) -> Path:
-    path = Path(name)
-    return path if path.is_absolute() or path.exists() else share_file("config", name)
 
 
 class ControllerNode(Node):

@@ -11,12 +11,15 @@ supervisor of `ibc-ros launch real_push sim:=true episodes:=N`.
   srv sim/reset (std_srvs/Trigger): abandon the episode and start the next seed
 The simulated arm applies a joint_command only if the arm's hard limits accept it - the same
 check (cell.control.arm_limits) the xArm driver applies; otherwise it holds and logs why.
+The arm, its start pose and the controller period come from config_file, the controller node's
+ControllerConfig YAML (config/stack.yaml gives both nodes the same one: controller_config:=).
 Episodes (supervise: true, the real_push stack): reset the world (seed = first_seed + k), then
 controller/start_episode (the command jumps to the start pose, where the world placed the arm; the
 controller refuses while its e-stop is latched, and the sim then waits, logging it, until the
 operator's controller/release_estop) and policy/reset (so neither acts on the previous episode), run until success or
 the task's max_steps policy periods, print the result, repeat; after `episodes` episodes
-(0 = forever) print the summary, write summary_file (JSON) if set, and exit - which ends the
+(0 = forever) print the summary, write summary_file (JSON: sim.rollout's EpisodeResult per
+episode and its summarize keys, as ibc-eval writes them) if set, and exit - which ends the
 stack. supervise: false (the record_demos stack): the operator owns the episodes - the scene runs
 until sim/reset puts the next seed's scene up (and resets the controller); no policy is waited for,
 frames come at camera_hz.
@@ -53,11 +56,12 @@ from geometry_msgs.msg import PointStamped
 from std_msgs.msg import Bool, Float32, Float32MultiArray
 from std_srvs.srv import Trigger
 
-from cell.control import SafetyEnvelope, load_controller_config
+from cell.control import controller_config_path, load_controller_config
 from ibc_ros.nodes.common import (config_from_parameters, image_msg, joint_positions, joint_state_msg,
                                   run_node, stamp_ns)
 from sim.block_push import PushWorld
 from sim.config import load_task_config
+from sim.rollout import EpisodeResult, summarize
 
 # Sim time is integer nanoseconds: a float accumulated tick by tick drifts from the stamps that
 # come back (898 of 2,500 ticks compared above their own round trip), and a setpoint stamped
@@ -83,6 +87,7 @@ class SimNodeConfig:
     supervise: bool = True             # run episodes itself; false: the operator resets (sim/reset)
     lockstep: bool = True              # sim time waits for joint commands and the policy (see above)
     step_timeout: float = 10.0         # lockstep: wall s to wait for a command/setpoint, then go on
+    config_file: str = "controller.yaml"   # the controller node's ControllerConfig YAML (same meaning)
 
     def validate(self) -> None:
         if self.episodes < 0 or self.first_seed < 0 or self.max_steps < 0:
@@ -92,21 +97,13 @@ class SimNodeConfig:
                              "must be positive")
 
 
-@dataclass
-class EpisodeResult:
-    seed: int
-    success: bool
-    steps: int
-    distance: float
-
-
 class SimNode(Node):
     def __init__(self) -> None:
         super().__init__("sim")
         self.config = config_from_parameters(self, SimNodeConfig)
         self.task = load_task_config(self.config.task)
         self.max_steps = self.config.max_steps or self.task.max_steps
-        controller = load_controller_config()
+        controller = load_controller_config(controller_config_path(self.config.config_file))
         self.dt = controller.period_s
         self.dt_ns = round(controller.period_s * 1e9)
         self.ticks_per_step = round(controller.rate_hz / self.task.control_hz)
@@ -114,7 +111,7 @@ class SimNode(Node):
         self.status_every = max(1, round(1.0 / (self.config.status_hz * self.dt)))
         self.render_size = self._render_size()
         self.world = PushWorld(self.task, controller)
-        self.start_setpoint = SafetyEnvelope(controller).clamp_target(controller.start_xy)[:2]
+        self.start_setpoint = self.world.start_target[:2]   # where the controller's command starts
         self._setpoint = self.start_setpoint.copy()
         self.now_ns = START_TIME_NS
         self.results: list[EpisodeResult] = []
@@ -297,7 +294,7 @@ class SimNode(Node):
                 self._pace(wall_start, sim_start)
             steps += 1
             status = self.world.task_status()
-            if status.success or steps >= self.max_steps:
+            if status.ends_episode(steps, self.max_steps):
                 return EpisodeResult(seed, bool(status.success), steps, float(status.distance))
         return None
 
@@ -378,11 +375,9 @@ class SimNode(Node):
         self.clock_pub.publish(Clock(clock=self._stamp()))
 
     def _publish_camera(self) -> None:
-        # Same layout as sim.block_push.PushEnv.state(): block x, y, yaw; tip x, y; setpoint x, y; targets.
         with self._command_lock:
             setpoint = self._setpoint.copy()
-        state = np.concatenate([self.world.block_pose(), self.world.effector_xy(), setpoint,
-                                *self.world.target_poses]).astype(np.float32)
+        state = self.world.state(setpoint)   # PushEnv's observation, with the controller node's setpoint
         frame = self.world.render_rgb(*self.render_size)
         self._frame_msgs = (Float32MultiArray(data=state.tolist()), image_msg(frame, self._stamp(), "sim_camera"))
         self._republish_frame()
@@ -396,10 +391,10 @@ class SimNode(Node):
     def _report(self, result: EpisodeResult, episode: int) -> None:
         total = f"/{self.config.episodes}" if self.config.episodes else ""
         verdict = "SUCCESS" if result.success else "failure"
-        succeeded = sum(r.success for r in self.results)
+        tally = summarize(self.results)
         self.get_logger().info(f"episode {episode}{total} (seed {result.seed}): {verdict} after {result.steps} "
-                               f"steps, block-target distance {result.distance * 1e3:.1f} mm "
-                               f"[{succeeded}/{len(self.results)} succeeded]")
+                               f"steps, block-target distance {result.final_distance * 1e3:.1f} mm "
+                               f"[{tally['successes']}/{tally['episodes']} succeeded]")
 
     def _finish(self) -> None:
         self._finished = True
@@ -407,23 +402,18 @@ class SimNode(Node):
         self._write_summary()
         rclpy.try_shutdown() if hasattr(rclpy, "try_shutdown") else rclpy.shutdown()
 
-    def _tally(self) -> tuple[int, float]:
-        succeeded = sum(r.success for r in self.results)
-        return succeeded, succeeded / len(self.results) if self.results else 0.0
-
     def _summary(self, verdict: str) -> str:
-        succeeded, rate = self._tally()
+        tally = summarize(self.results)
         dropped = "; ".join(f"{count} {what}" for what, count in self.dropped.items() if count)
-        return (f"{verdict}: {succeeded}/{len(self.results)} episodes succeeded ({100 * rate:.1f}%), "
+        return (f"{verdict}: {tally['successes']}/{tally['episodes']} episodes succeeded "
+                f"({100 * tally['success_rate']:.1f}%), "
                 f"task {self.config.task}, tolerance {self.task.success_tolerance} m"
                 + (f"; lock-step: {dropped}" if dropped else "; lock-step: nothing dropped or repeated"))
 
     def _write_summary(self) -> None:
         if self.config.summary_file:
-            succeeded, rate = self._tally()
-            summary = {"task": self.config.task, "episodes": len(self.results), "successes": succeeded,
-                       "success_rate": rate, "tolerance": self.task.success_tolerance, "lockstep": dict(self.dropped),
-                       "results": [asdict(r) for r in self.results]}
+            summary = {"task": self.config.task, **summarize(self.results), "tolerance": self.task.success_tolerance,
+                       "lockstep": dict(self.dropped), "results": [asdict(r) for r in self.results]}
             Path(self.config.summary_file).write_text(json.dumps(summary, indent=2))
 
     def close(self) -> None:

@@ -28,8 +28,10 @@ from sensor_msgs.msg import JointState
 
 from bench.common import finish, machine, percentiles
 from cell.processes import stop
+from cell.timing import load_timing
+from ibc_ros.nodes.common import setpoint_delta_msg
 
-PERIOD_S = 0.01
+PERIOD_S = load_timing().controller_period_s
 
 
 def interval_errors(times: np.ndarray) -> list[float]:
@@ -47,11 +49,8 @@ def record(seconds: float, warmup: float) -> dict[str, Any]:
     rng = np.random.default_rng(0)
 
     def send_setpoint() -> None:
-        msg = Vector3Stamped()
-        msg.header.stamp = node.get_clock().now().to_msg()
-        msg.vector.x, msg.vector.y = (float(v) for v in rng.uniform(-0.02, 0.02, 2))
-        setpoints.publish(msg)
-    node.create_timer(0.2, send_setpoint)
+        setpoints.publish(setpoint_delta_msg(rng.uniform(-0.02, 0.02, 2), node.get_clock().now().to_msg()))
+    node.create_timer(load_timing().control_period_s, send_setpoint)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
     spinner = threading.Thread(target=lambda: executor.spin(), daemon=True)

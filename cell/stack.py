@@ -44,6 +44,8 @@ class Argument:
 
     def check(self, value: str) -> None:
         """StackError naming the argument and the type it needs, unless `value` fits."""
+        if value == "" == self.default:
+            return   # not given: resolve() leaves the parameter to the node, which owns the default
         if self.choices and value not in self.choices:
             raise StackError(f"{self.name}:={value} is not one of {list(self.choices)}")
         try:

@@ -6,8 +6,8 @@
     ibc-data mix --out data/irvs/push_mixed data/push_states:50 data/irvs/push_noisy
     ibc-data from-bags ...                                         # recorded demonstrations
 
-Episode i uses environment seed --seed + i (training seeds stay below 1,000,000; evaluation
-uses seeds from there). Each episode is written as soon as it is done, so an interrupted run
+Episode i uses environment seed --seed + i (training seeds stay below sim.tasks.EVAL_SEED_BASE;
+evaluation uses seeds from there). Each episode is written as soon as it is done, so an interrupted run
 loses nothing: rerun it (or a larger --episodes) and only the seeds not yet in --out run.
 Failed oracle episodes are left out (reported at the end) and retried on a rerun. Pixel
 tasks store frames preprocessed with the task's image_spec (recorded in meta.json).

@@ -6,8 +6,8 @@
     ibc-eval --checkpoint runs/irvs_push/policy.pt --task push_states --policy-set irvs.inverse_eta=2
     ibc-eval --checkpoint runs/particle_8d/policy.pt --task particle_8d --device cuda --batch 100
 
-Evaluation seeds start at 1,000,000 (ibc-data keeps training seeds below), so no evaluated
-episode was seen in training. Prints the success rate with a 95% Wilson interval.
+Evaluation seeds start at sim.tasks.EVAL_SEED_BASE (ibc-data keeps training seeds below), so
+no evaluated episode was seen in training. Prints the success rate with a 95% Wilson interval.
 
 --batch N steps N episodes in lock-step and runs the policy once per step for all of them (one
 network call for N observations: what makes a GPU pay off). The envs and seeds are the same;

@@ -24,6 +24,16 @@ class ConfigError(ValueError):
     """A configuration value is missing, unknown or invalid; the message names the field."""
 
 
+OWNER = "owner"   # dataclass field metadata: where the value the field defaults to is declared
+
+
+def owned_by(owner: str, **kwargs: Any) -> Any:
+    """``dataclasses.field(**kwargs)`` whose default is a value declared once, in ``owner``: a params
+    file leaves such a field out rather than repeat the value (tests/test_ros_bringup.py checks it);
+    where a given value must agree with the owner, the dataclass's validate() checks it."""
+    return dataclasses.field(metadata={OWNER: owner}, **kwargs)
+
+
 _SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 

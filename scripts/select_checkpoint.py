@@ -3,9 +3,10 @@
 IBC's closed-loop success swings between checkpoints while the training loss keeps falling
 (Diffusion Policy's reproduction saw the same), so the last checkpoint is not always the best.
 This evaluates every checkpoints/step_*.pt of the given runs with ibc-eval on validation seeds
-from 2,000,000 - disjoint from the training seeds (below 1,000,000) and from the seeds results
-are reported on (1,000,000 up), so the choice never sees a reported episode - and ranks them by
-successes, then mean final distance, then the later step. --average-last K adds, per run, the
+from sim.tasks.VALIDATION_SEED_BASE - disjoint from the training seeds (below
+sim.tasks.EVAL_SEED_BASE) and from the seeds results are reported on (EVAL_SEED_BASE up), so the
+choice never sees a reported episode - and ranks them by successes, then mean final distance,
+then the later step. --average-last K adds, per run, the
 uniform weight average of its last K kept checkpoints (from --min-step) as one more candidate,
 written to OUT/averages/ - on our pushing runs such an average beat each of its members;
 --averages-only evaluates only those (for pixels, whose episodes render and encode images).

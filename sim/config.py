@@ -8,6 +8,7 @@ from typing import Literal, Sequence
 from ibc_core.config_io import ConfigError, load_config
 from ibc_core.data.preprocess import ImageSpec
 from cell.paths import share_file
+from cell.timing import load_timing, timing_default
 
 PUSH_TASKS = ("push_states", "push_multi_states", "push_pixels")
 _PARTICLE_TASK = re.compile(r"^particle_(\d+)d$")
@@ -71,7 +72,9 @@ class TaskConfig:
     kind: Literal["push", "particle"] = "push"
     max_steps: int = 80                   # policy steps (5 Hz) per episode
     success_tolerance: float = 0.02       # m, block-target distance (reference EBM configs)
-    control_hz: float = 5.0
+    # Push tasks run at the cell's control rate (config/timing.yaml); a push config may repeat it,
+    # only the same. The particle tasks are no cell: their YAML sets their own rate.
+    control_hz: float = timing_default("control_hz")
     observation_keys: tuple[str, ...] = ("state",)
     # Pixel tasks: frames are rendered at render_width x render_height (same field of view as
     # the 640x360 camera) and stored preprocessed with image_spec.
@@ -93,6 +96,8 @@ class TaskConfig:
             raise ValueError(f"oracle_noise must be >= 0, got {self.oracle_noise}")
         if self.max_steps < 1 or self.success_tolerance <= 0 or self.control_hz <= 0:
             raise ValueError("max_steps, success_tolerance and control_hz must be positive")
+        if self.kind == "push":
+            load_timing().check("control_hz", self.control_hz, "control_hz")
         if not set(self.observation_keys) <= {"state", "rgb"} or not self.observation_keys:
             raise ValueError(f"observation_keys must be a non-empty subset of state, rgb: {self.observation_keys}")
         if self.particle_dim < 1:

@@ -7,9 +7,12 @@ import argparse
 
 import numpy as np
 import pytest
+import yaml
 from rosbags.rosbag2 import StoragePlugin, Writer
 
-from ibc_core.data.episodes import iter_episodes, read_meta
+from cell.paths import share_file
+from ibc_core.config_io import ConfigError
+from ibc_core.data.episodes import DatasetWriter, iter_episodes, read_meta
 from ibc_core.data.preprocess import ImageSpec, preprocess_image
 from cell.recording.bag_io import BagError, deserialize, serialize, typestore
 from cell.images import image_to_rgb
@@ -173,3 +176,27 @@ def test_bad_input_changes_nothing(tmp_path):
     with pytest.raises(BagError, match="no usable episodes"):
         convert_bags([tmp_path / "bags"], tmp_path / "data", SPEC, "t")
     assert not (tmp_path / "data").exists()
+
+
+def test_a_rate_other_than_the_cells_is_refused_before_any_bag_is_read(tmp_path):
+    """Demonstrations are stored at the cell's control period (config/timing.yaml): appending them
+    to a dataset of another rate, or executing them through a controller YAML that sets its own
+    rate, is refused with the field, the value and the owner file named."""
+    DatasetWriter(tmp_path / "data", {"task": "t", "control_hz": 10.0})
+    before = (tmp_path / "data" / "meta.json").read_text()
+    with pytest.raises(BagError, match=r"meta.json control_hz 10 disagrees with the cell's timing in "
+                                       r"\S*timing.yaml \(control_period_s 0.2 = 5 Hz"):
+        convert_bags([tmp_path / "missing"], tmp_path / "data", SPEC, "t")
+    assert (tmp_path / "data" / "meta.json").read_text() == before
+
+    controller = yaml.safe_load(share_file("config", "controller.yaml").read_text())
+    bad = tmp_path / "controller_50hz.yaml"
+    bad.write_text(yaml.safe_dump({**controller, "rate_hz": 50.0}))
+    parser = argparse.ArgumentParser()
+    add_from_bags_subcommand(parser.add_subparsers())
+    args = parser.parse_args(["from-bags", str(tmp_path / "missing"), "--out", str(tmp_path / "new"),
+                              "--controller-config", str(bad)])
+    with pytest.raises(ConfigError, match=r"controller_50hz.yaml: ControllerConfig: rate_hz 50 disagrees .*"
+                                          r"controller_rate_hz 100\): leave rate_hz out or make it 100"):
+        args.func(args)
+    assert not (tmp_path / "new").exists()

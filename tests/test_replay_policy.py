@@ -158,6 +158,8 @@ def test_replayed_image_stream_gives_the_offline_policy_actions(tmp_path, timing
     expected = np.array([offline.act({"rgb": frame_at[stamp]}) for stamp in acted])
     got = np.array([[s.vector.x, s.vector.y] for s in setpoints])
     np.testing.assert_allclose(got, expected, atol=1e-6)
+    # The one setpoint_delta builder (ibc_ros.nodes.common): the arm base frame, as teleop's.
+    assert {s.header.frame_id for s in setpoints} == {"link_base"}
 
 
 def recorded_stamp_of(seen: list, frames: list[np.ndarray], stamps: list[int]):

@@ -6,6 +6,7 @@ node's config dataclass; the pip bringup starts real node processes and stops th
 from __future__ import annotations
 
 import ast
+import dataclasses
 import os
 import subprocess
 import sys
@@ -31,6 +32,12 @@ def node_config_classes() -> dict[str, type]:
     from ibc_ros.nodes.xarm_driver_node import DriverNodeConfig
     return {"camera_node": CameraNodeConfig, "controller_node": ControllerNodeConfig,
             "policy_node": PolicyNodeConfig, "sim_node": SimNodeConfig, "xarm_driver_node": DriverNodeConfig}
+
+
+def owned_fields(cls: type) -> set[str]:
+    """Top-level fields of a node config whose default is declared elsewhere (config_io.owned_by)."""
+    from ibc_core.config_io import OWNER
+    return {f.name for f in dataclasses.fields(cls) if OWNER in f.metadata}
 
 
 @pytest.mark.parametrize("stack_name", sorted(LAUNCH_FILES))
@@ -85,16 +92,20 @@ def test_stack_selects_nodes_by_arguments_and_params_files_match_node_configs():
         with pytest.raises(StackError, match=message):
             parse_arguments(stack, ["sim:=true", pair])
 
-    # Every params file holds exactly its node's config fields, and the stack's inline
-    # parameters are fields too (use_sim_time is rclpy's own).
+    # Every params file holds exactly its node's config fields - but for those whose value is
+    # declared once elsewhere (owned_by: the cell timing, the first evaluation seed), which it
+    # leaves out - and the stack's inline parameters are fields too (use_sim_time is rclpy's own).
     classes = node_config_classes()
     from ibc_ros.nodes.common import _flat_defaults
     for spec in sim + real:
         fields = set(_flat_defaults(classes[spec.executable]))
+        owned = owned_fields(classes[spec.executable])
         content = yaml.safe_load(Path(spec.params_file).read_text())
         assert set(content) == {"/**"}, spec.params_file
-        assert set(content["/**"]["ros__parameters"]) == fields, spec.params_file
+        assert set(content["/**"]["ros__parameters"]) == fields - owned, spec.params_file
         assert set(spec.parameters) - {"use_sim_time"} <= fields, spec.name
+    assert owned_fields(classes["policy_node"]) == {"rate_hz"}
+    assert owned_fields(classes["sim_node"]) == {"first_seed"}
     # A typed argument feeds node parameters of that type.
     types = {a.name: a.type for a in stack.arguments}
     for node in stack.nodes:

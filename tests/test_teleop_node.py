@@ -90,6 +90,8 @@ def test_pointer_and_keys_record_exactly_the_sent_setpoints(tmp_path):
     np.testing.assert_allclose(deltas.sum(axis=0), target - start, atol=1e-9)
     stamps = [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in sent]
     assert all(s in frames for s in stamps), "every setpoint carries a camera frame's stamp"
+    # Built by the policy's own function (ibc_ros.nodes.common.setpoint_delta_msg): the arm base frame.
+    assert {m.header.frame_id for m in sent} == {"link_base"}
 
     report = convert_bags([out], tmp_path / "data", ImageSpec(9, 16), "push_pixels_real", config)
     (episode,) = list(iter_episodes(tmp_path / "data"))

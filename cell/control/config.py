@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ibc_core.config_io import load_config
+from ibc_core.config_io import ConfigError, load_config
 from cell.paths import share_file
+from cell.timing import load_timing, timing_default
 
 
 def require_ranges(section: str, **ranges: tuple[float, float]) -> None:
@@ -56,8 +57,11 @@ class IKConfig:
 
 @dataclass
 class ControllerConfig:
-    rate_hz: float = 100.0                   # joint command rate
-    setpoint_period_s: float = 0.2           # policy period: each setpoint is reached over this time
+    # Both from config/timing.yaml (the one owner); a controller YAML may still set them, but only
+    # to the same values (validate): joint command rate, and the policy period over which each
+    # setpoint is reached.
+    rate_hz: float = timing_default("controller_rate_hz")
+    setpoint_period_s: float = timing_default("control_period_s")
     max_setpoint_step: float = 0.1           # m per setpoint and axis (the env's action limit)
     max_joint_step: float = 0.03             # rad per cycle (3 rad/s at 100 Hz; xArm max 3.14 rad/s)
     start_xy: tuple[float, float] = (0.3, -0.4)
@@ -66,8 +70,8 @@ class ControllerConfig:
     ik: IKConfig = field(default_factory=IKConfig)
 
     def validate(self) -> None:
-        if self.rate_hz <= 0 or self.setpoint_period_s <= 0:
-            raise ValueError("rate_hz and setpoint_period_s must be positive")
+        load_timing().check("rate_hz", self.rate_hz, "controller_rate_hz")
+        load_timing().check("setpoint_period_s", self.setpoint_period_s, "control_period_s")
         if self.max_setpoint_step <= 0 or self.max_joint_step <= 0:
             raise ValueError("max_setpoint_step and max_joint_step must be positive")
         (x0, x1), (y0, y1) = self.workspace.x, self.workspace.y
@@ -81,9 +85,15 @@ class ControllerConfig:
 
 def load_controller_config(source: str | Path | Mapping[str, Any] | None = None,
                            overrides: Sequence[str] = ()) -> ControllerConfig:
-    """config/controller.yaml from the share dir unless another file or mapping is given."""
-    return load_config(ControllerConfig, share_file("config", "controller.yaml") if source is None else source,
-                       overrides)
+    """config/controller.yaml from the share dir unless another file or mapping is given. An error
+    names the file: the controller node and the tools take any controller YAML they are given."""
+    source = share_file("config", "controller.yaml") if source is None else source
+    try:
+        return load_config(ControllerConfig, source, overrides)
+    except ConfigError as exc:
+        if isinstance(source, Mapping) or str(source) in str(exc):
+            raise
+        raise ConfigError(f"{source}: {exc}") from exc
 
 
 def controller_config_path(name: str) -> Path:

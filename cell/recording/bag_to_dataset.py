@@ -28,17 +28,17 @@ from typing import Any, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from ibc_core.data.episodes import DatasetWriter, Episode, validate_episode
+from ibc_core.data.episodes import DatasetError, DatasetWriter, Episode, read_meta, validate_episode
 from ibc_core.data.preprocess import ImageSpec, preprocess_image
 from cell.control.config import ControllerConfig, load_controller_config
 from cell.control.envelope import SafetyEnvelope
 from cell.images import image_to_rgb
 from cell.recording.bag_io import BagError, BagReader, deserialize, find_bags
 from cell.recording.episodes import EVENTS_TOPIC, EpisodeSpan, decode_event, split_episodes
+from cell.timing import load_timing
 
 IMAGE_TOPIC = "camera/image_raw"
 SETPOINT_TOPIC = "setpoint_delta"
-CONTROL_HZ = 5.0
 MAX_LISTED = 20                  # bad messages listed one per line in the summary
 
 
@@ -108,6 +108,7 @@ def convert_bags(bags: Sequence[str | Path], out: str | Path, spec: ImageSpec, t
     envelope of ``controller`` (default: the installed config/controller.yaml), which also gives
     the dataset's action limits."""
     envelope = SafetyEnvelope(controller or load_controller_config())
+    _check_existing_rate(Path(out))
     finished, unfinished = find_bags(bags)
     if not finished:
         raise BagError(f"no finished rosbag2 bags in {[str(b) for b in bags]}")
@@ -217,10 +218,23 @@ def _episode(bag: Path, span: EpisodeSpan, content: _BagContents, report: Conver
                          "actions_clipped": clipped, **span.info})
 
 
+def _check_existing_rate(out: Path) -> None:
+    """BagError naming the dataset's control_hz unless it is the cell's: the demonstrations were
+    recorded at the cell's control period, and a dataset holds one rate (checked before any bag is read)."""
+    if not (out / "meta.json").is_file():
+        return
+    try:
+        given = read_meta(out).get("control_hz")
+        if given is not None:
+            load_timing().check(f"{out}/meta.json control_hz", float(given), "control_hz")
+    except (DatasetError, TypeError, ValueError) as exc:
+        raise BagError(f"cannot append to {out}: {exc}") from exc
+
+
 def _meta(task: str, spec: ImageSpec, action_limit: float) -> dict[str, Any]:
     return {"task": task, "source": "rosbag2 demonstrations",
             "action_low": [-action_limit, -action_limit], "action_high": [action_limit, action_limit],
-            "control_hz": CONTROL_HZ, "observation_keys": ["rgb"],
+            "control_hz": load_timing().control_hz, "observation_keys": ["rgb"],
             "image_spec": {"height": spec.height, "width": spec.width, "crop": list(spec.crop)}}
 
 

@@ -17,6 +17,7 @@ from typing import Literal
 import numpy as np
 
 from cell.control.envelope import SafetyEnvelope
+from cell.timing import load_timing, timing_default
 
 RecorderAction = Literal["start", "stop", "discard", "success"]
 RECORDER_ACTIONS: tuple[RecorderAction, ...] = ("start", "stop", "discard", "success")
@@ -48,7 +49,8 @@ class KeyBindings:
 
 @dataclass
 class TeleopConfig:
-    rate_hz: float = 5.0                     # setpoint rate: the policy's rate
+    # Setpoint rate: the policy's, from config/timing.yaml; a parameter override must agree.
+    rate_hz: float = timing_default("control_hz")
     pointer_timeout_s: float = 1.0           # pointer topic silent this long = released
     mapping: Literal["sim_camera", "calibration"] = "sim_camera"
     calibration_file: str = "~/.ibc_ros/teleop_calibration.yaml"
@@ -59,8 +61,9 @@ class TeleopConfig:
     keys: KeyBindings = field(default_factory=KeyBindings)
 
     def validate(self) -> None:
-        if self.rate_hz <= 0 or self.pointer_timeout_s <= 0:
-            raise ValueError("rate_hz and pointer_timeout_s must be positive")
+        load_timing().check("rate_hz", self.rate_hz, "control_hz")
+        if self.pointer_timeout_s <= 0:
+            raise ValueError(f"pointer_timeout_s must be positive, got {self.pointer_timeout_s}")
 
 
 class TeleopCommander:

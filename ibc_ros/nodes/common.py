@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence, TypeVar
 import numpy as np
 import rclpy
 from builtin_interfaces.msg import Time as TimeMsg
+from geometry_msgs.msg import Vector3Stamped
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
@@ -127,6 +128,21 @@ def image_msg(frame: np.ndarray, stamp: TimeMsg, frame_id: str = "camera_color_o
     msg.header.stamp = stamp
     msg.header.frame_id = frame_id
     msg.data = np.ascontiguousarray(frame).tobytes()
+    return msg
+
+
+# The frame setpoint_delta's (dx, dy) are expressed in: the arm's base frame, the frame of the
+# controller's ee_target and of the workspace box the controller clamps them into.
+SETPOINT_FRAME = "link_base"
+
+
+def setpoint_delta_msg(delta: Sequence[float], stamp: TimeMsg) -> Vector3Stamped:
+    """setpoint_delta as the policy and teleop nodes both publish it: x = dx, y = dy (m, in
+    SETPOINT_FRAME), z unused; stamp = the capture stamp of the image the action was chosen on
+    (the controller drops older setpoints, the bag converter pairs the action with that image)."""
+    msg = Vector3Stamped()
+    msg.header.stamp, msg.header.frame_id = stamp, SETPOINT_FRAME
+    msg.vector.x, msg.vector.y = float(delta[0]), float(delta[1])
     return msg
 
 

@@ -38,8 +38,9 @@ from std_srvs.srv import Trigger
 from cell.energy_overlay import energy_overlay
 from cell.frame_gate import FrameGate
 from ibc_ros.nodes.common import (DropCount, EStopWatch, age_seconds, check_image, config_from_parameters,
-                                  image_array, image_msg, run_node, stamp_ns)
+                                  image_array, image_msg, run_node, setpoint_delta_msg, stamp_ns)
 from cell.paths import share_dir
+from cell.timing import load_timing, timing_default
 
 # The real cell observes the table through the camera only; "state" (block/target poses) exists
 # in simulation, where the sim node publishes it on observation/state with every frame.
@@ -53,7 +54,8 @@ class PolicyNodeConfig:
     # DFO search precision (ibc_core.policy): auto | float32 | bfloat16 | int8; the action is
     # always chosen by float32 energies.
     precision: str = "auto"
-    rate_hz: float = 5.0
+    # The cell's control rate (config/timing.yaml, the one owner): a parameter override must agree.
+    rate_hz: float = timing_default("control_hz")
     max_frame_age: float = 0.5         # s; older frames are refused
     max_frame_lead: float = 0.1        # s; frames stamped further ahead of the node's clock are refused
     # The camera configuration: frames of another size are refused (camera.yaml 640x360; the sim
@@ -76,8 +78,9 @@ class PolicyNodeConfig:
         return self.policy_set.split()
 
     def validate(self) -> None:
-        if self.rate_hz <= 0 or self.max_frame_age <= 0 or self.energy_resolution < 2:
-            raise ValueError("rate_hz and max_frame_age must be positive, energy_resolution >= 2")
+        load_timing().check("rate_hz", self.rate_hz, "control_hz")
+        if self.max_frame_age <= 0 or self.energy_resolution < 2:
+            raise ValueError("max_frame_age must be positive, energy_resolution >= 2")
         if not self.max_frame_lead >= 0:
             raise ValueError(f"max_frame_lead must be >= 0, got {self.max_frame_lead}")
         if self.image_width < 1 or self.image_height < 1:
@@ -223,11 +226,7 @@ class PolicyNode(Node):
             self.get_logger().error(f"policy returned a non-finite action {action.tolist()}: not published",
                                     throttle_duration_sec=2.0)
             return
-        setpoint = Vector3Stamped()
-        setpoint.header.stamp = msg.header.stamp
-        setpoint.header.frame_id = "link_base"
-        setpoint.vector.x, setpoint.vector.y = float(action[0]), float(action[1])
-        self.setpoint_pub.publish(setpoint)
+        self.setpoint_pub.publish(setpoint_delta_msg(action, msg.header.stamp))
         self.latency_pub.publish(Float32(data=float(age_seconds(self, msg.header.stamp))))
         self.inference_pub.publish(Float32(data=float(inference)))
         if self.energy_pub.get_subscription_count() > 0 and self.policy.action_dim == 2:

@@ -57,11 +57,13 @@ from std_msgs.msg import Bool, Float32, Float32MultiArray
 from std_srvs.srv import Trigger
 
 from cell.control import controller_config_path, load_controller_config
+from ibc_core.config_io import owned_by
 from ibc_ros.nodes.common import (config_from_parameters, image_msg, joint_positions, joint_state_msg,
                                   run_node, stamp_ns)
 from sim.block_push import PushWorld
 from sim.config import load_task_config
 from sim.rollout import EpisodeResult, summarize
+from sim.tasks import EVAL_SEED_BASE
 
 # Sim time is integer nanoseconds: a float accumulated tick by tick drifts from the stamps that
 # come back (898 of 2,500 ticks compared above their own round trip), and a setpoint stamped
@@ -73,7 +75,8 @@ START_TIME_NS = 1_000_000_000  # sim clock origin (1 s); 0 reads as "no time yet
 class SimNodeConfig:
     task: str = "push_pixels"
     episodes: int = 0                  # stop after this many (0 = run until shut down)
-    first_seed: int = 1_000_000        # evaluation seeds (training data uses seeds below this)
+    # evaluation seeds (training data uses seeds below EVAL_SEED_BASE)
+    first_seed: int = owned_by("sim.tasks.EVAL_SEED_BASE", default=EVAL_SEED_BASE)
     max_steps: int = 0                 # policy periods per episode; 0 = the task's max_steps
     real_time_factor: float = 1.0      # sim seconds per wall second (upper bound)
     camera_hz: float = 10.0            # sim-time render rate (TinyRenderer on CPU costs ~40 ms/frame)

@@ -30,7 +30,7 @@ from std_srvs.srv import Trigger
 
 from cell.control.config import load_controller_config
 from cell.control.envelope import SafetyEnvelope
-from ibc_ros.nodes.common import check_image, config_from_parameters, image_array, run_node
+from ibc_ros.nodes.common import check_image, config_from_parameters, image_array, run_node, setpoint_delta_msg
 from cell.teleop.commander import RECORDER_ACTIONS, TeleopCommander, TeleopConfig
 from cell.teleop.mapping import CalibrationError, LookAtCamera, TableHomography, workspace_corners
 from cell.teleop.window import display_available
@@ -174,12 +174,9 @@ class TeleopNode(Node):
         delta = self.commander.tick(time.monotonic())
         if delta is None:
             return
-        msg = Vector3Stamped()
         # The operator acted on the frame on screen: carry its capture stamp, like the policy.
-        msg.header.stamp = self.frame.header.stamp if self.frame is not None else self.get_clock().now().to_msg()
-        msg.header.frame_id = "teleop"
-        msg.vector.x, msg.vector.y = float(delta[0]), float(delta[1])
-        self._setpoint_pub.publish(msg)
+        stamp = self.frame.header.stamp if self.frame is not None else self.get_clock().now().to_msg()
+        self._setpoint_pub.publish(setpoint_delta_msg(delta, stamp))
 
     # -- optional window ----------------------------------------------------------------------
     def _open_window(self):

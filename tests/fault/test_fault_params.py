@@ -19,7 +19,9 @@ pytestmark = pytest.mark.ros
 
 # node: [(parameter, new value, True if the start-up validation refuses it too)]
 CHANGES = {
-    "policy": [("rate_hz", 0.0, True), ("max_frame_age", -1.0, True), ("rate_hz", 10.0, False)],
+    # rate_hz 10 now disagrees with config/timing.yaml (invalid too); max_frame_age 2.0 is valid.
+    "policy": [("rate_hz", 0.0, True), ("max_frame_age", -1.0, True), ("rate_hz", 10.0, True),
+               ("max_frame_age", 2.0, False)],
     "controller": [("max_setpoint_age", math.nan, True), ("reset_jumps", "banana", True)],
     "sim": [("real_time_factor", 0.0, True), ("step_timeout", -1.0, True), ("episodes", -5, True)],
     "recorder": [("flush_interval_s", 0.0, True)],

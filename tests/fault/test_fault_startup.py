@@ -36,12 +36,15 @@ def bad_checkpoints(good: Path, root: Path) -> dict[str, Path]:
 STARTED_AT_ONCE = 5
 
 
-def start_and_check(cases: dict[str, tuple[list[str], str]]) -> list[str]:
-    """Start the node processes at once; the failures of those that did not exit with status 1
-    and a `fatal:` line naming the expected text. A process still running after 300 s is
-    aborted with SIGABRT, so faulthandler prints where each of its threads was."""
+def start_and_check(cases: dict[str, tuple[list[str], str]], envs: dict[str, dict[str, str]] | None = None
+                    ) -> list[str]:
+    """Start the node processes at once (``envs``: extra environment variables by case); the
+    failures of those that did not exit with status 1 and a `fatal:` line naming the expected
+    text. A process still running after 300 s is aborted with SIGABRT, so faulthandler prints
+    where each of its threads was."""
     env = {**os.environ, "PYTHONFAULTHANDLER": "1"}
-    procs = {name: subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    procs = {name: subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                    env={**env, **(envs or {}).get(name, {})})
              for name, (argv, _) in cases.items()}
     failures = []
     for name, proc in procs.items():
@@ -97,4 +100,43 @@ def test_nodes_refuse_to_start_with_bad_parameters_and_name_them(tiny_rgb_checkp
     names = list(cases)
     for first in range(0, len(names), STARTED_AT_ONCE):
         failures += start_and_check({name: cases[name] for name in names[first:first + STARTED_AT_ONCE]})
+    assert not failures, "\n\n".join(failures)
+
+
+def share_with(root: Path, edits: dict[str, dict]) -> Path:
+    """A share directory (IBC_ROS_SHARE) like the installed one but for ``edits`` (config file
+    name -> keys to set): how an operator's edited config reaches a node that takes no path."""
+    (root / "config").mkdir(parents=True)
+    (root / "package.xml").write_bytes(share_file("package.xml").read_bytes())
+    (root / "urdf").symlink_to(share_file("urdf"))
+    for source in share_file("config").glob("*.yaml"):
+        text = source.read_text()
+        if source.name in edits:
+            text = yaml.safe_dump({**yaml.safe_load(text), **edits[source.name]})
+        (root / "config" / source.name).write_text(text)
+    return root
+
+
+def test_nodes_refuse_a_timing_that_disagrees_with_config_timing(tmp_path):
+    """The control period and the controller rate are declared once (config/timing.yaml): a node
+    given its own copy that disagrees - a parameter, a controller YAML, a push task config - exits
+    at start-up with one fatal line naming the field, the value given and the owner file's value."""
+    controller_yaml = yaml.safe_load(share_file("config", "controller.yaml").read_text())
+    fast, short = tmp_path / "controller_200hz.yaml", tmp_path / "controller_short_period.yaml"
+    fast.write_text(yaml.safe_dump({**controller_yaml, "rate_hz": 200.0}))
+    short.write_text(yaml.safe_dump({**controller_yaml, "setpoint_period_s": 0.1}))
+    share = share_with(tmp_path / "share", {"sim_push_pixels.yaml": {"control_hz": 10.0}})
+    owner = "disagrees with the cell's timing in {}timing.yaml (control_period_s 0.2 = 5 Hz, controller_rate_hz 100)"
+    installed, edited = owner.format(f"{share_file('config')}/"), owner.format(f"{share / 'config'}/")
+    cases = {
+        "policy rate": (node_argv("policy_node", "policy.yaml", "rate_hz:=10.0"), f"rate_hz 10 {installed}"),
+        "teleop rate": (node_argv("teleop_node", "teleop.yaml", "display:=none", "rate_hz:=2.5"),
+                        f"rate_hz 2.5 {installed}"),
+        "controller rate": (node_argv("controller_node", "controller_node.yaml", f"config_file:={fast}"),
+                            f"{fast}: ControllerConfig: rate_hz 200 {installed}"),
+        "controller period": (node_argv("controller_node", "controller_node.yaml", f"config_file:={short}"),
+                              f"setpoint_period_s 0.1 {installed}"),
+        "sim task rate": (node_argv("sim_node", "sim.yaml", "task:=push_pixels"), f"control_hz 10 {edited}"),
+    }
+    failures = start_and_check(cases, {"sim task rate": {"IBC_ROS_SHARE": str(share)}})
     assert not failures, "\n\n".join(failures)

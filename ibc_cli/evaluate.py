@@ -17,8 +17,9 @@ an EBM's inference noise is then shared by the batch, so its episodes can differ
 
 Overrides: KEY=VALUE words anywhere among the options, the key naming the configuration first:
 task.KEY changes the task config (config/sim_<task>.yaml, as ibc-data's task.KEY), policy.KEY an
-inference setting of the checkpoint (its training config, as ibc-train's KEY: policy.ebm.dfo.samples=
-16384, policy.irvs.inverse_eta=2). An unknown key stops before anything runs, naming the word.
+inference setting of the checkpoint (its training config, KEY as ibc-train's), e.g.
+policy.ebm.dfo.samples=16384 or policy.irvs.inverse_eta=2. An unknown key stops before anything
+runs, naming the word.
 """
 from __future__ import annotations
 

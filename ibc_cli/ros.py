@@ -12,8 +12,8 @@ node. Exit status: 0 when a `required` node (the sim's episode supervisor) finis
 or after Ctrl-C, else the first failing node's status.
 
 Words: name:=value sets a launch argument (as ros2 launch); policy.KEY=VALUE changes an inference
-setting of the checkpoint, as ibc-eval's policy.KEY=VALUE (ibc-train's KEY: policy.ebm.dfo.samples=
-4096), passed to the policy node as its policy_set parameter. `ros2 launch`, which takes only
+setting of the checkpoint, as ibc-eval's policy.KEY=VALUE (KEY as ibc-train's, e.g.
+policy.ebm.dfo.samples=4096), passed to the policy node as its policy_set parameter. `ros2 launch`, which takes only
 name:=value words, spells the same settings policy_set:="irvs.inverse_eta=2"; ibc-ros refuses
 that spelling, naming the policy.KEY=VALUE words to write.
 """
@@ -176,7 +176,8 @@ def _die_with_supervisor() -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="ibc-ros", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    launch_parser = commands.add_parser("launch", help="start a stack: ibc-ros launch real_push sim:=true")
+    launch_parser = commands.add_parser("launch", help="start a stack: ibc-ros launch real_push sim:=true",
+                                        description=next(p for p in __doc__.split("\n\n") if p.startswith("Words:")))
     launch_parser.add_argument("stack")
     add_override_words(launch_parser, "launch arguments (ibc-ros args STACK lists them) and policy inference "
                                       "settings, e.g. sim:=true policy.irvs.inverse_eta=2",

@@ -32,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-rom ibc_cli.common import TRAINING, add_override_words, parse_command_line, parse_overrides
+from ibc_cli.common import TRAINING, add_override_words, parse_command_line, parse_overrides
 
 # Per-method overrides of config/train_particle.yaml (appendix D.3 is the base). As in the
 # reference's particle configs, only Langevin trains with the gradient penalty (the

@@ -5,12 +5,16 @@ shapes; no dataset needed).
     ibc-bench inference --config push_pixels --device cuda --iterations 500
     ibc-bench inference --checkpoint runs/push_pixels/policy.pt
     ibc-bench train --config push_pixels --iterations 20       # training steps/s
+    ibc-bench inference --config push_states ebm.dfo.samples=4096 ebm.dfo.iterations=2   # overrides
 
 Named configs: paper_real (appendix D.5 / C.2: 2 frames 90x120, ConvMaxPool 32/64/128/256,
 1024x4 MLP, DFO 1024 samples x 3 iterations; paper: 7.22 ms on an RTX 2080 Ti),
 paper_real_2048 (9.25 ms), paper_real_mse (explicit, 3.49 ms), and the shipped training
 configs push_pixels, push_states, push_multi_states, particle (config/train_*.yaml).
 act() latency includes image preprocessing of a 640x360 frame.
+
+Overrides: KEY=VALUE words, as ibc-train takes them (the key a field of the training config:
+model.mlp.width=512); with --checkpoint they change its inference settings (ebm.dfo.samples=4096).
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ import torch
 import yaml
 
 from ibc_core.checkpoint import CheckpointError, PolicyArtifacts
+from ibc_cli.common import TRAINING, add_override_words, parse_command_line, parse_overrides
 from ibc_cli.train import resolve_config
 from ibc_core.config_io import ConfigError, load_config
 from ibc_core.data.preprocess import ImageSpec
@@ -160,17 +165,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     parser.add_argument("--json", help="also write the result to this JSON file")
-    parser.add_argument("overrides", nargs="*", help="key.sub=value overrides of the named config")
-    args = parser.parse_intermixed_args(argv)
+    add_override_words(parser, "overrides of the named config (or the checkpoint's inference settings), "
+                               "e.g. ebm.dfo.samples=4096", old={"--set": ""})
+    args = parse_command_line(parser, argv)
     try:
+        overrides = parse_overrides(args.words, TRAINING)[""]
         if args.threads:
             torch.set_num_threads(args.threads)
         device = resolve_device(args.device)
         if args.checkpoint:
-            policy = Policy.load(args.checkpoint, device)
+            policy = Policy.load(args.checkpoint, device, overrides=overrides)
             artifacts, label = policy.artifacts, args.checkpoint
         else:
-            artifacts, label = named_artifacts(args.config, args.overrides), args.config
+            artifacts, label = named_artifacts(args.config, overrides), args.config
             policy = Policy(artifacts.build(), artifacts, device)
         if args.what == "inference":
             result = bench_inference(policy, args.iterations, args.warmup)
@@ -179,7 +186,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (ConfigError, CheckpointError, ValueError) as exc:
         print(f"ibc-bench: error: {exc}", file=sys.stderr)
         return 2
-    report = {"benchmark": args.what, "config": label, "device": str(device),
+    report = {"benchmark": args.what, "config": label, "overrides": overrides, "device": str(device),
               "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
               "threads": torch.get_num_threads(), "torch": torch.__version__, **result}
     print(json.dumps(report, indent=2))

@@ -2,7 +2,7 @@
 
     ibc-data generate --task push_states --episodes 2000 --out data/push_states --workers 2
     ibc-data generate --task push_states --episodes 150 --out data/push_noisy \
-             --set oracle_noise=0.3 --keep-failed --seed 100000     # IRvS: noisy, failures kept
+             task.oracle_noise=0.3 --keep-failed --seed 100000      # IRvS: noisy, failures kept
     ibc-data mix --out data/irvs/push_mixed data/push_states:50 data/irvs/push_noisy
     ibc-data from-bags ...                                         # recorded demonstrations
 
@@ -14,6 +14,10 @@ tasks store frames preprocessed with the task's image_spec (recorded in meta.jso
 --keep-failed stores failed episodes too (success=False), for return-aware training (IRvS).
 mix merges datasets of the same task into a new one (SOURCE:N takes the first N episodes of
 SOURCE); the sources must agree on the task, action limits, control rate and observations.
+
+generate's overrides: task.KEY=VALUE words anywhere among its options, the key a field of the task
+config (config/sim_<task>.yaml, sim/config.py), the value YAML: task.max_steps=100 - the same
+words as ibc-eval's. An unknown key stops before anything is written, naming the word.
 """
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ from typing import Iterator
 import numpy as np
 from tqdm import tqdm
 
-from ibc_cli.common import report_errors
+from ibc_cli.common import TASK, add_override_words, parse_command_line, parse_overrides, report_errors
 from ibc_core.config_io import ConfigError, to_dict
 from ibc_core.data.episodes import DatasetError, DatasetWriter, Episode, episode_files
 from ibc_core.data.preprocess import preprocess_image
@@ -159,8 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--out", type=Path, required=True, help="dataset directory (created or resumed)")
     gen.add_argument("--workers", type=int, default=1, help="parallel processes")
     gen.add_argument("--seed", type=int, default=0, help="seed of the first episode")
-    gen.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                     help="task config override, e.g. --set max_steps=100")
+    add_override_words(gen, "task config overrides, e.g. task.max_steps=100 task.oracle_noise=0.3",
+                       old={"--set": "task."})
     gen.add_argument("--keep-failed", action="store_true",
                      help="also store failed episodes (success=False), e.g. noisy-oracle data for IRvS")
     merge = sub.add_parser("mix", help="merge datasets of one task into a new dataset")
@@ -168,12 +172,13 @@ def main(argv: list[str] | None = None) -> int:
     merge.add_argument("sources", nargs="+", help="dataset directories, optionally DIR:N (first N episodes)")
     merge.set_defaults(func=_mix)
     _add_from_bags_subcommand(sub)
-    args = parser.parse_args(argv)
+    args = parse_command_line(parser, argv)
     if args.command != "generate":
         return args.func(args)
     start = time.perf_counter()
     try:
-        written, failed = generate(args.task, args.episodes, args.out, args.workers, args.seed, args.overrides,
+        overrides = parse_overrides(args.words, TASK)["task"]
+        written, failed = generate(args.task, args.episodes, args.out, args.workers, args.seed, overrides,
                                    args.keep_failed)
     except (ConfigError, DatasetError, ValueError) as exc:
         print(f"ibc-data: error: {exc}", file=sys.stderr)

@@ -3,7 +3,8 @@
     ibc-eval --checkpoint runs/push_states/policy.pt --task push_states --episodes 100 \
              --json out/eval.json --video out/eval.mp4
     ibc-eval --oracle --task push_multi_states --episodes 200 --workers 2
-    ibc-eval --checkpoint runs/irvs_push/policy.pt --task push_states --policy-set irvs.inverse_eta=2
+    ibc-eval --checkpoint runs/irvs_push/policy.pt --task push_states policy.irvs.inverse_eta=2
+    ibc-eval --oracle --task push_multi_states task.success_tolerance=0.02 task.max_steps=60
     ibc-eval --checkpoint runs/particle_8d/policy.pt --task particle_8d --device cuda --batch 100
 
 Evaluation seeds start at sim.tasks.EVAL_SEED_BASE (ibc-data keeps training seeds below), so
@@ -13,6 +14,12 @@ no evaluated episode was seen in training. Prints the success rate with a 95% Wi
 network call for N observations: what makes a GPU pay off). The envs and seeds are the same;
 an EBM's inference noise is then shared by the batch, so its episodes can differ from a
 --batch 1 run of the same seeds (an explicit model's cannot).
+
+Overrides: KEY=VALUE words anywhere among the options, the key naming the configuration first:
+task.KEY changes the task config (config/sim_<task>.yaml, as ibc-data's task.KEY), policy.KEY an
+inference setting of the checkpoint (its training config, KEY as ibc-train's), e.g.
+policy.ebm.dfo.samples=16384 or policy.irvs.inverse_eta=2. An unknown key stops before anything
+runs, naming the word.
 """
 from __future__ import annotations
 
@@ -29,6 +36,7 @@ from typing import Iterator
 import numpy as np
 from tqdm import tqdm
 
+from ibc_cli.common import ROLLOUT, add_override_words, parse_command_line, parse_overrides
 from ibc_core.config_io import ConfigError
 from sim.config import load_task_config, task_names
 from sim.particle import ParticleEnv
@@ -183,8 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the summary here")
     parser.add_argument("--video", type=Path, help="MP4 of the first --video-episodes rollouts")
     parser.add_argument("--video-episodes", type=int, default=3)
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="task config override, e.g. --set success_tolerance=0.01")
+    add_override_words(parser, "task.KEY=VALUE (task config) and policy.KEY=VALUE (inference settings) "
+                               "overrides, e.g. task.success_tolerance=0.01 policy.irvs.inverse_eta=2",
+                       old={"--set": "task.", "--policy-set": "policy."})
     parser.add_argument("--workers", type=int, default=1,
                         help="parallel processes, one torch thread each (same results for any number)")
     parser.add_argument("--threads", type=int, default=None,
@@ -199,9 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16", "int8"],
                         help="DFO search precision (auto: bfloat16 where the CPU/GPU has it, else int8 "
                              "on x86 CPUs; the action is always chosen in float32; docs/BENCHMARKS.md)")
-    parser.add_argument("--policy-set", dest="policy_overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="policy inference override (Policy.load), e.g. --policy-set irvs.inverse_eta=2")
-    args = parser.parse_args(argv)
+    args = parse_command_line(parser, argv)
     if args.episodes < 1:
         parser.error("--episodes must be >= 1")
     if args.workers < 1:
@@ -218,6 +225,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.seed < EVAL_SEED_BASE:
         parser.error(f"--seed must be >= {EVAL_SEED_BASE}: lower seeds are training seeds")
     try:
+        overrides = parse_overrides(args.words, ROLLOUT)
+        args.overrides, args.policy_overrides = overrides["task"], overrides["policy"]
+        if args.oracle and args.policy_overrides:
+            raise ConfigError(f"--oracle has no policy settings to change: {' '.join('policy.' + w for w in args.policy_overrides)}")
         summary = evaluate(args)
     except (ConfigError, FileNotFoundError, ValueError) as exc:
         print(f"ibc-eval: error: {exc}", file=sys.stderr)

@@ -1,6 +1,7 @@
 """`ibc-ros`: start a stack from config/stack.yaml without the ROS launch tools.
 
     ibc-ros launch real_push sim:=true episodes:=10 [policy:=policies/push_pixels.pt ...]
+    ibc-ros launch real_push sim:=true policy:=runs/irvs_push/policy.pt policy.irvs.inverse_eta=2
     ibc-ros launch real_push --print          # show the node command lines, start nothing
     ibc-ros args real_push                    # list the launch arguments
 
@@ -9,6 +10,12 @@ separate process (`<executable> --ros-args -r __node:=NAME --params-file F -p k:
 prefixed with its name. Ctrl-C (or SIGTERM) stops all nodes cleanly; so does the exit of any
 node. Exit status: 0 when a `required` node (the sim's episode supervisor) finished normally
 or after Ctrl-C, else the first failing node's status.
+
+Words: name:=value sets a launch argument (as ros2 launch); policy.KEY=VALUE changes an inference
+setting of the checkpoint, as ibc-eval's policy.KEY=VALUE (KEY as ibc-train's, e.g.
+policy.ebm.dfo.samples=4096), passed to the policy node as its policy_set parameter. `ros2 launch`, which takes only
+name:=value words, spells the same settings policy_set:="irvs.inverse_eta=2"; ibc-ros refuses
+that spelling, naming the policy.KEY=VALUE words to write.
 """
 from __future__ import annotations
 
@@ -24,7 +31,8 @@ import time
 from dataclasses import dataclass
 from typing import IO, Sequence
 
-from cell.stack import NodeSpec, StackError, load_stack, parse_arguments, resolve
+from cell.stack import NodeSpec, Stack, StackError, load_stack, parse_arguments, resolve
+from ibc_cli.common import POLICY, OverrideError, add_override_words, parse_command_line, parse_overrides
 from cell.processes import interrupt, wait_or_kill
 
 STOP_TIMEOUT_S = 10.0
@@ -104,9 +112,31 @@ class Supervisor:
         self._say("all nodes stopped")
 
 
-def launch(stack_name: str, pairs: list[str], print_only: bool) -> int:
+POLICY_SET = "policy_set"   # the launch argument (stack.yaml) that carries policy overrides to the node
+
+
+def launch_arguments(stack: Stack, words: Sequence[str]) -> dict[str, str]:
+    """name:=value launch arguments and policy.KEY=VALUE overrides -> the stack's argument values
+    (the overrides joined into policy_set, the policy node's parameter)."""
+    pairs = [word for word in words if ":=" in word]
+    for pair in pairs:
+        if pair.startswith(f"{POLICY_SET}:="):
+            settings = pair.partition(":=")[2].split()
+            raise OverrideError(f"{pair!r} is ros2 launch's spelling; ibc-ros takes the settings as words: "
+                                f"{' '.join('policy.' + s for s in settings) or 'policy.KEY=VALUE'}")
+    overrides = parse_overrides([word for word in words if ":=" not in word], POLICY)["policy"]
+    if overrides and POLICY_SET not in {argument.name for argument in stack.arguments}:
+        raise OverrideError(f"stack {stack.name} runs no policy: nothing takes "
+                            f"{' '.join('policy.' + override for override in overrides)}")
+    arguments = parse_arguments(stack, pairs)
+    if overrides:
+        arguments[POLICY_SET] = " ".join(overrides)
+    return arguments
+
+
+def launch(stack_name: str, words: list[str], print_only: bool) -> int:
     stack = load_stack(stack_name)
-    specs = resolve(stack, parse_arguments(stack, pairs))
+    specs = resolve(stack, launch_arguments(stack, words))
     if print_only:
         for spec in specs:
             print(" ".join(node_command(spec)))
@@ -125,6 +155,10 @@ def list_arguments(stack_name: str) -> int:
     stack = load_stack(stack_name)
     print(f"{stack.name}: {stack.description}")
     for arg in stack.arguments:
+        if arg.name == POLICY_SET:
+            print("  policy.KEY=VALUE  policy inference settings, e.g. policy.irvs.inverse_eta=2 "
+                  "(ros2 launch: policy_set:=\"irvs.inverse_eta=2\")")
+            continue
         choices = f" {{{', '.join(arg.choices)}}}" if arg.choices else ""
         kind = f" ({arg.type})" if arg.type != "str" else ""
         print(f"  {arg.name}:={arg.default}{choices}{kind}  {arg.description}")
@@ -142,21 +176,24 @@ def _die_with_supervisor() -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="ibc-ros", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    launch_parser = commands.add_parser("launch", help="start a stack: ibc-ros launch real_push sim:=true")
+    launch_parser = commands.add_parser("launch", help="start a stack: ibc-ros launch real_push sim:=true",
+                                        description=next(p for p in __doc__.split("\n\n") if p.startswith("Words:")))
     launch_parser.add_argument("stack")
-    launch_parser.add_argument("arguments", nargs="*", metavar="name:=value")
+    add_override_words(launch_parser, "launch arguments (ibc-ros args STACK lists them) and policy inference "
+                                      "settings, e.g. sim:=true policy.irvs.inverse_eta=2",
+                       old={"--policy-set": "policy.", "--set": "policy."}, metavar="name:=value | policy.KEY=VALUE")
     launch_parser.add_argument("--print", action="store_true", dest="print_only",
                                help="print the node command lines instead of starting them")
     args_parser = commands.add_parser("args", help="list a stack's launch arguments")
     args_parser.add_argument("stack")
-    args = parser.parse_args(argv)
+    args = parse_command_line(parser, argv)
     try:
         if args.command == "launch":
-            code = launch(args.stack, args.arguments, args.print_only)
+            code = launch(args.stack, args.words, args.print_only)
         else:
             code = list_arguments(args.stack)
-    except StackError as exc:
-        parser.exit(2, f"ibc-ros: {exc}\n")
+    except (StackError, OverrideError) as exc:
+        parser.exit(2, f"ibc-ros: error: {exc}\n")
     sys.exit(code)
 
 

@@ -1,4 +1,4 @@
-"""ibc-train: train a policy from a YAML config plus key.sub=value overrides.
+"""ibc-train: train a policy from a YAML config plus KEY=VALUE overrides (section.field=value).
 
     ibc-train config/train_push_states.yaml data.path=data/push_states run.out_dir=runs/states
     ibc-train train_push_pixels model.kind=mse                 # a name resolves to config/<name>.yaml
@@ -11,6 +11,11 @@ Writes out_dir/policy.pt (load with ibc_core.policy.Policy), out_dir/checkpoints
 out_dir/tensorboard/. --resume continues out_dir/checkpoints/last.pt with the configuration
 stored in it; only the overrides given on the command line change it (printed). Ctrl-C stops
 after the step in progress, saves it and prints the command that resumes.
+
+Overrides: KEY=VALUE words anywhere after the config, the key a field of the training config
+(sections data, model, ebm, optim, run, irvs; ibc_core/config.py), the value YAML. An unknown
+key stops before anything runs, naming the word. The same words go to ibc-bench; ibc-eval and
+ibc-ros take them with a policy. prefix (policy.ebm.dfo.samples=4096).
 """
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ibc_core.checkpoint import CheckpointError, artifacts_from_payload, read_checkpoint
-from ibc_cli.common import report_errors
+from ibc_cli.common import TRAINING, add_override_words, parse_command_line, parse_overrides, report_errors
 from ibc_core.config_io import ConfigError, load_config, to_dict
 from ibc_core.data.episodes import DatasetError
 from ibc_core.irvs.trainer import IRvSTrainer
@@ -56,8 +61,9 @@ def stored_config(config: str, overrides: Sequence[str]) -> TrainConfig:
     return cfg
 
 
-def train(config: str, overrides: Sequence[str], resume: bool) -> Path:
+def train(config: str, words: Sequence[str], resume: bool) -> Path:
     """Trains with the trainer the config's model kind needs; returns the policy file."""
+    overrides = parse_overrides(words, TRAINING)[""]
     cfg = stored_config(config, overrides) if resume else load_config(TrainConfig, resolve_config(config), overrides)
     trainer_class = IRvSTrainer if cfg.model.kind == "irvs" else Trainer
     try:
@@ -72,11 +78,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="ibc-train", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("config", help="YAML file or shipped config name (e.g. train_push_states)")
-    parser.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. optim.steps=2000")
+    add_override_words(parser, "training config overrides, e.g. optim.steps=2000 model.mlp.width=256",
+                       old={"--set": ""})
     parser.add_argument("--resume", action="store_true", help="continue from out_dir/checkpoints/last.pt")
-    args = parser.parse_intermixed_args(argv)   # overrides may also follow --resume
+    args = parse_command_line(parser, argv)   # overrides may also follow --resume
     return report_errors("ibc-train", (ConfigError, DatasetError, CheckpointError, FileNotFoundError),
-                         lambda: f"policy written to {train(args.config, args.overrides, args.resume)}")
+                         lambda: f"policy written to {train(args.config, args.words, args.resume)}")
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ run() {
 
 if [ -n "${TINY:-}" ]; then   # rehearsal sizes: every step runs, nothing is measured
   repeats=3; quality=2; iterations=2; samples=(64); episodes=20; steps=20; eval_episodes=4; dims=(2 4)
-  sweep_extra=(--set model.mlp.depth=2 ebm.counter_examples=8 ebm.langevin.iterations=3
+  sweep_extra=(model.mlp.depth=2 ebm.counter_examples=8 ebm.langevin.iterations=3
                ebm.langevin.inference_samples=16)
 else
   repeats=200; quality=16; iterations=20; samples=(1024 2048); episodes=2000; steps=50000; eval_episodes=100

@@ -12,6 +12,8 @@ evaluated without retraining, so an interrupted sweep resumes where it stopped.
     # on a GPU, the paper's network, each training stopped after 5 minutes, batched evaluation:
     ./run.sh python scripts/particle_sweep.py --paper-network --steps 50000 --device cuda \
         --max-train-seconds 300 --eval-batch 100 --jobs 8 --data-workers 8
+    # extra ibc-train overrides for every cell: KEY=VALUE words, as ibc-train takes them
+    ./run.sh python scripts/particle_sweep.py model.mlp.depth=2 ebm.counter_examples=8 --dims 2 4
 
 Writes OUT/summary.json (every eval summary, with the training's steps and seconds; rewritten
 as each cell ends, so an interrupted sweep keeps what it finished), OUT/results.md (successes
@@ -29,6 +31,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
+
+from ibc_cli.common import TRAINING, add_override_words, parse_command_line, parse_overrides
 
 # Per-method overrides of config/train_particle.yaml (appendix D.3 is the base). As in the
 # reference's particle configs, only Langevin trains with the gradient penalty (the
@@ -125,7 +129,7 @@ def run_cell(cell: Cell, data: Path, args: argparse.Namespace) -> dict:
             limit = [f"run.max_seconds={args.max_train_seconds:g}"] if args.max_train_seconds else []
             run_logged("ibc-train", ["train_particle", f"data.path={data}", f"run.out_dir={run_dir}",
                                      f"optim.steps={args.steps}", "run.threads=1", f"run.device={args.device}",
-                                     *limit, *overrides, *args.set], log)
+                                     *limit, *overrides, *args.words], log)
             train_seconds = round(time.monotonic() - started, 1)
         run_logged("ibc-eval", ["--checkpoint", str(run_dir / "policy.pt"), "--task", cell.task,
                                 "--episodes", str(args.eval_episodes), "--device", args.device, "--threads", "1",
@@ -212,9 +216,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--paper-network", action="store_true",
                         help="keep train_particle.yaml's 128x16 network and appendix D.3's recipe "
                              "(hours per cell on a CPU)")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="extra ibc-train overrides for every cell")
-    args = parser.parse_args(argv)
+    add_override_words(parser, "extra ibc-train overrides for every cell, e.g. model.mlp.depth=2",
+                       old={"--set": ""})
+    args = parse_command_line(parser, argv)
+    try:
+        parse_overrides(args.words, TRAINING)   # a bad word stops the sweep before any cell runs
+    except ValueError as exc:
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
     bad = [d for d in args.dims if d < 1]
     if bad:
         parser.error(f"--dims must be >= 1, got {bad}")

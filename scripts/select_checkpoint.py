@@ -14,6 +14,8 @@ written to OUT/averages/ - on our pushing runs such an average beat each of its 
     ./run.sh python scripts/select_checkpoint.py runs/push_states_2k_s0 runs/push_states_2k_s1 \\
         --task push_states --episodes 30 --min-step 10000 --workers 2 --out runs/select_push_states \\
         --average-last 3
+    ./run.sh python scripts/select_checkpoint.py runs/irvs_l --task push_states --out runs/select_irvs \\
+        policy.irvs.inverse_eta=1                     # ibc-eval's override words, passed on
 
 Writes OUT/evals/<candidate>.json (one ibc-eval summary per candidate; one of the same
 checkpoint, task, seeds, task and policy overrides is reused, so an interrupted selection
@@ -32,6 +34,7 @@ from pathlib import Path
 
 from ibc_core.checkpoint import CheckpointError, average_checkpoints, load_checkpoint, save_checkpoint
 from ibc_cli import evaluate
+from ibc_cli.common import ROLLOUT, parse_overrides, refuse_old_spellings
 from sim.tasks import VALIDATION_SEED_BASE
 
 STEP_FILE = re.compile(r"step_(\d+)\.pt")
@@ -100,7 +103,8 @@ def stored_evaluation(summary: Path, checkpoint: Path, args: argparse.Namespace)
     stored = json.loads(summary.read_text())
     key = ("policy", "task", "seeds", "task_overrides", "policy_overrides")
     same = tuple(stored.get(field) for field in key) == (
-        str(checkpoint), args.task, [args.seed, args.seed + args.episodes], list(args.set), list(args.policy_set))
+        str(checkpoint), args.task, [args.seed, args.seed + args.episodes], args.overrides["task"],
+        args.overrides["policy"])
     return stored if same else None
 
 
@@ -112,8 +116,7 @@ def evaluate_candidate(candidate: Candidate, args: argparse.Namespace) -> dict:
         code = evaluate.main(["--checkpoint", str(candidate.checkpoint), "--task", args.task,
                               "--episodes", str(args.episodes), "--seed", str(args.seed),
                               "--workers", str(args.workers), "--device", "cpu", "--json", str(summary),
-                              *[f"--set={item}" for item in args.set],
-                              *[f"--policy-set={item}" for item in args.policy_set]])
+                              *args.words])
         if code != 0:
             raise RuntimeError(f"ibc-eval failed on {candidate.checkpoint} (exit {code})")
         result = json.loads(summary.read_text())
@@ -151,15 +154,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n\n", 1)[1])
-    parser.add_argument("runs", type=Path, nargs="+", help="ibc-train run folders (run.out_dir)")
+    parser.add_argument("runs", nargs="+", metavar="RUN | KEY=VALUE",
+                        help="ibc-train run folders (run.out_dir), and ibc-eval's override words: "
+                             "task.KEY=VALUE, policy.KEY=VALUE (e.g. policy.irvs.inverse_eta=3)")
     parser.add_argument("--task", required=True, help="the ibc-eval task")
     parser.add_argument("--episodes", type=int, default=30, help="validation episodes per checkpoint")
     parser.add_argument("--seed", type=int, default=VALIDATION_SEED_BASE, help="first validation seed")
     parser.add_argument("--min-step", type=int, default=0, help="skip earlier checkpoints")
     parser.add_argument("--workers", type=int, default=1, help="ibc-eval worker processes")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="ibc-eval task overrides")
-    parser.add_argument("--policy-set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="ibc-eval policy (inference) overrides, e.g. irvs.inverse_eta=3")
+    refuse_old_spellings(parser, {"--set": "task.", "--policy-set": "policy."})
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--export", type=Path, help="write the chosen checkpoint here as a policy file")
     parser.add_argument("--average-last", type=int, default=0, metavar="K",
@@ -167,7 +170,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--averages-only", action="store_true",
                         help="with --average-last: evaluate only the averages, not the step checkpoints "
                              "(when validation episodes are expensive, as with pixels)")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
+    # A word KEY=VALUE (no / before its =) is an ibc-eval override, any other a run folder.
+    is_word = lambda text: "=" in text and "/" not in text.partition("=")[0]  # noqa: E731
+    args.words = [text for text in args.runs if is_word(text)]
+    args.runs = [Path(text) for text in args.runs if not is_word(text)]
+    try:
+        args.overrides = parse_overrides(args.words, ROLLOUT)
+    except ValueError as exc:
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
+    if not args.runs:
+        parser.error("no run folder given")
     if args.average_last == 1 or args.average_last < 0:
         parser.error("--average-last must be 0 (off) or >= 2")
     if args.averages_only and not args.average_last:

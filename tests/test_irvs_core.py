@@ -118,7 +118,7 @@ def test_mix_merges_datasets_and_refuses_mismatched_ones(tmp_path: Path) -> None
 
 
 def test_noisy_oracle_keeps_failures_and_is_reproducible(tmp_path: Path) -> None:
-    args = ["generate", "--task", "particle_2d", "--episodes", "6", "--set", "oracle_noise=0.6", "--keep-failed"]
+    args = ["generate", "--task", "particle_2d", "--episodes", "6", "task.oracle_noise=0.6", "--keep-failed"]
     assert data_cli.main([*args, "--out", str(tmp_path / "one")]) == 0
     assert data_cli.main([*args, "--out", str(tmp_path / "two"), "--workers", "2"]) == 0
     one, two = list(iter_episodes(tmp_path / "one")), list(iter_episodes(tmp_path / "two"))
@@ -127,7 +127,7 @@ def test_noisy_oracle_keeps_failures_and_is_reproducible(tmp_path: Path) -> None
         np.testing.assert_array_equal(a.actions, b.actions)
     assert read_meta(tmp_path / "one")["oracle_noise"] == 0.6
     assert data_cli.main(["generate", "--task", "particle_2d", "--episodes", "1", "--out", str(tmp_path / "bad"),
-                          "--set", "oracle_noise=-1"]) == 2
+                          "task.oracle_noise=-1"]) == 2
 
 
 def test_max_entropy_terms() -> None:

@@ -66,7 +66,7 @@ def test_selects_the_best_checkpoint_on_validation_seeds_and_resumes(tmp_path: P
     assert all(e["episodes"] == 4 for e in json.loads((out / "selection.json").read_text())["evaluations"])
     # Other inference settings (as IRvS's 1/eta): evaluated again, and recorded in each summary.
     fourth = select(*argv[:-4], "--episodes", "4", "--out", str(out),
-                    "--policy-set", "ebm.langevin.inference_samples=8")
+                    "policy.ebm.langevin.inference_samples=8")
     assert fourth.returncode == 0, fourth.stderr[-2000:]
     assert fourth.stdout.count("$ ibc-eval") == 4
     assert all(e["policy_overrides"] == ["ebm.langevin.inference_samples=8"]

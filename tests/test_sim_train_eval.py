@@ -21,7 +21,7 @@ def test_generate_train_and_evaluate_a_checkpoint(tmp_path, capsys):
                    check=True, capture_output=True, timeout=300)
     out, parallel = tmp_path / "eval.json", tmp_path / "eval_2_workers.json"
     common = ["--checkpoint", str(run / "policy.pt"), "--task", "push_states", "--episodes", "3",
-              "--set", "max_steps=5", "--device", "cpu"]
+              "task.max_steps=5", "--device", "cpu"]
     threads_before = torch.get_num_threads()
     assert evaluate.main([*common, "--json", str(out), "--threads", "2"]) == 0
     assert torch.get_num_threads() == threads_before   # an in-process caller keeps its setting
@@ -36,7 +36,7 @@ def test_generate_train_and_evaluate_a_checkpoint(tmp_path, capsys):
     # A checkpoint of another task (push_pixels also offers the state it observes) is refused,
     # naming both tasks and the override; with the override it runs.
     other_task = ["--checkpoint", str(run / "policy.pt"), "--task", "push_pixels", "--episodes", "1",
-                  "--set", "max_steps=2", "--device", "cpu"]
+                  "task.max_steps=2", "--device", "cpu"]
     capsys.readouterr()
     assert evaluate.main(other_task) == 2
     assert "trained for task 'push_states', not 'push_pixels' (--any-task evaluates it anyway)" \

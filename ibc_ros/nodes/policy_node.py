@@ -65,7 +65,7 @@ class PolicyNodeConfig:
     energy_resolution: int = 32        # energy grid per axis for policy/energy_image
     torch_threads: int = 0             # 0 = torch's default
     act_on_new_frames: bool = False    # true: act on each new frame at once (lock-step sim)
-    # Inference settings of the checkpoint, space-separated key=value as `ibc-eval --policy-set`:
+    # Inference settings of the checkpoint, space-separated key=value (ibc-eval's policy.key=value):
     # e.g. "irvs.inverse_eta=2" (IRvS: how strongly to aim for high returns), "ebm.dfo.samples=4096".
     policy_set: str = ""
     # The task this cell runs: a checkpoint trained for another is refused at start-up, unless

@@ -56,7 +56,7 @@ class TeleopConfig:
     calibration_file: str = "~/.ibc_ros/teleop_calibration.yaml"
     sim_task: str = "push_pixels"            # sim config whose camera model gives the mapping
     table_z: float = 0.0                     # table surface height (m, base frame)
-    controller_config: str = ""              # controller YAML; "" = the installed config/controller.yaml
+    controller_config: str = ""              # controller YAML; "" = the installed config/controller.yaml, bare name = config/<name>
     display: Literal["auto", "window", "none"] = "auto"   # OpenCV window; "auto": when $DISPLAY is set
     keys: KeyBindings = field(default_factory=KeyBindings)
 

@@ -28,7 +28,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
-from cell.control.config import load_controller_config
+from cell.control.config import controller_config_path, load_controller_config
 from cell.control.envelope import SafetyEnvelope
 from ibc_ros.nodes.common import check_image, config_from_parameters, image_array, run_node, setpoint_delta_msg
 from cell.teleop.commander import RECORDER_ACTIONS, TeleopCommander, TeleopConfig
@@ -46,7 +46,7 @@ class TeleopNode(Node):
     def __init__(self) -> None:
         super().__init__("teleop")
         self.config = config_from_parameters(self, TeleopConfig)
-        controller = load_controller_config(self.config.controller_config or None)
+        controller = load_controller_config(controller_config_path(self.config.controller_config))
         self.corners = workspace_corners(controller.workspace.x, controller.workspace.y)
         self.commander = TeleopCommander(SafetyEnvelope(controller), controller.start_xy,
                                          self.config.pointer_timeout_s)

@@ -1,5 +1,5 @@
 """The stack description (config/stack.yaml), free of ROS: the single source of truth that both
-launch/*.launch.py (through bringup/ros2_launch.py) and `ibc-ros launch` turn into running nodes.
+launch/*.launch.py (through ibc_ros/ros2_launch.py) and `ibc-ros launch` turn into running nodes.
 
     stack = load_stack("real_push")                         # from the share dir's config/stack.yaml
     nodes = resolve(stack, {"sim": "true", "episodes": "5"})  # -> [NodeSpec, ...]

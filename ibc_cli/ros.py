@@ -5,7 +5,7 @@
     ibc-ros launch real_push --print          # show the node command lines, start nothing
     ibc-ros args real_push                    # list the launch arguments
 
-The same stack description and parameter files as launch/*.launch.py (bringup/ros2_launch.py); every node is a
+The same stack description and parameter files as launch/*.launch.py (ibc_ros/ros2_launch.py); every node is a
 separate process (`<executable> --ros-args -r __node:=NAME --params-file F -p k:=v`), its output
 prefixed with its name. Ctrl-C (or SIGTERM) stops all nodes cleanly; so does the exit of any
 node. Exit status: 0 when a `required` node (the sim's episode supervisor) finished normally

@@ -348,7 +348,10 @@ def test_controller_reset_mid_episode_goes_through_the_limits(tiny_pixel_checkpo
         targets = client.collect(PoseStamped, "ee_target", 10000)
         proc = bringup(["sim:=true", f"policy:={tiny_pixel_checkpoint}", "device:=cpu", "max_steps:=200"], log)
         try:
-            wait_for(lambda: len(setpoints) >= 5 and len(targets) > 0 and np.linalg.norm(
+            # joint_states and joint_command must already be arriving here: the checks below start
+            # one message before the reset (a mark of 0 would index the list from its end)
+            wait_for(lambda: len(setpoints) >= 5 and len(targets) > 0 and len(states) > 0 and len(commands) > 0
+                     and np.linalg.norm(
                 [targets[-1].pose.position.x - start[0], targets[-1].pose.position.y - start[1]]) > 0.02,
                 180, "the policy moving the target away from the start")
             marks = len(commands), len(states), len(targets)

@@ -14,6 +14,7 @@ NODES = {
     "sim_node": "ibc_ros.nodes.sim_node:main",
     "teleop_node": "ibc_ros.nodes.teleop_node:main",
     "recorder_node": "ibc_ros.nodes.recorder_node:main",
+    "console_node": "ibc_ros.nodes.console_node:main",
 }
 # Command-line tools.
 CLIS = {
@@ -37,7 +38,7 @@ setup(
         (f"share/{PACKAGE}/urdf", glob("urdf/*")),
         (f"share/{PACKAGE}/policies", glob("policies/*")),
     ],
-    package_data={"": ["*.yaml"]},
+    package_data={"": ["*.yaml"], "cell.console": ["web/*"]},
     install_requires=["setuptools"],  # pinned runtime dependencies: requirements.txt
     zip_safe=True,
     maintainer="ibc_ros developers",

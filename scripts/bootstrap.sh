@@ -21,6 +21,19 @@ ensure_libusb() {
   fi
 }
 
+# The operator console's tests drive Debian's Chromium through its WebDriver (tests/test_console.py).
+ensure_chromium() {
+  if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then return; fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing chromium and chromium-driver (the console's browser tests; about a minute)"
+    (apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 ||
+      { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1; }) ||
+      say "WARNING: could not install chromium; the console's browser tests will be skipped"
+  else
+    say "WARNING: chromium/chromedriver missing and not root: apt-get install chromium chromium-driver for the console's browser tests"
+  fi
+}
+
 if [ -n "${ROS_DISTRO:-}" ]; then
   ros_mode="system-$ROS_DISTRO"   # use the sourced ROS 2's rclpy and messages
   venv_flags=(--system-site-packages)
@@ -49,6 +62,7 @@ if [ -f "$venv/.ibc_stamp" ] && [ "$(cat "$venv/.ibc_stamp")" = "$stamp" ]; then
 fi
 
 ensure_libusb
+ensure_chromium
 if [ ! -x "$venv/bin/python" ]; then
   say "creating $venv ($($python --version 2>&1), ROS: $ros_mode)"
   "$python" -m venv "${venv_flags[@]}" "$venv"

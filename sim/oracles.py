@@ -50,10 +50,15 @@ class PushOracle:
     SLIP_ANGLE = 0.6     # rad between pusher->block and block->target while pushing
     SLIP_DISTANCE = 0.06  # m from the block centre while pushing
 
-    def __init__(self, control_hz: float, num_targets: int = 1, tolerance: float = 0.02):
+    def __init__(self, control_hz: float, num_targets: int = 1, tolerance: float = 0.02,
+                 waypoint_tolerance: float = 0.001):
+        """``waypoint_tolerance``: how close (m) the effector must come to the pre-block and
+        next-to-block points before the next phase; an operator pointing with a mouse resolves
+        1-2 mm on the table and needs a few millimetres here."""
         self.period = 1.0 / control_hz
         self.num_targets = num_targets
         self.tolerance = tolerance
+        self.waypoint_tolerance = waypoint_tolerance
         self.observation_keys = ("state",)
         self.reset()
 
@@ -85,13 +90,13 @@ class PushOracle:
             self.phase = "orient_left" if yaw_error > 0 else "orient_right"
         if self.phase == "move_to_pre_block":
             goal = block - direction * self.PRE_BLOCK
-            if np.linalg.norm(goal - effector) < 0.001:
+            if np.linalg.norm(goal - effector) < self.waypoint_tolerance:
                 self.phase = "move_to_block"
             else:
                 return self._path_around_block(block, effector, goal), 0.3
         if self.phase == "move_to_block":
             goal = block - direction * self.NEXT_TO_BLOCK
-            if np.linalg.norm(goal - effector) < 0.001:
+            if np.linalg.norm(goal - effector) < self.waypoint_tolerance:
                 self.phase = "push_block"
             else:
                 return goal - effector, 0.35

@@ -34,16 +34,14 @@ from sim.oracles import PushOracle
 from tests.ros_client import RosClient, wait_for
 from tests.tiny_training import train_tiny_pixel_policy
 from tests.ros_processes import stop
-from tests.test_ros_bringup import alive, child_pids
+from tests.test_ros_bringup import alive, bringup, child_pids
 
 pytestmark = pytest.mark.ros
 TASK = "push_pixels"
 
 
 def record_demos(args: list[str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "ibc_cli.ros", "launch", "record_demos", "sim:=true",
-                             f"task:={TASK}", *args],
-                            stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
+    return bringup(["sim:=true", f"task:={TASK}", *args], log, stack="record_demos")
 
 
 def stop_stack(proc: subprocess.Popen, log: Path) -> None:
@@ -57,8 +55,9 @@ def stamp_ns(stamp) -> int:
 
 class Operator:
     """The test as the human at the teleop: watches observation/state, points, presses keys."""
+    WAYPOINT_TOLERANCE = 0.001   # the oracle's (m): table coordinates are exact on the topic
 
-    def __init__(self, client: RosClient, start_xy: np.ndarray) -> None:
+    def __init__(self, client: RosClient, start_xy: np.ndarray, _log: Path | None = None) -> None:
         self.client, self.start_xy = client, start_xy
         self.states = client.collect(Float32MultiArray, "observation/state")
         self.sent = client.collect(Vector3Stamped, "setpoint_delta")
@@ -91,16 +90,19 @@ class Operator:
         msg.point.x, msg.point.y = (float(v) for v in target) if target is not None else (math.nan, math.nan)
         self.pointer.publish(msg)
 
-    def point_at(self, target: np.ndarray | None) -> None:
+    def point_at(self, target: np.ndarray | None, _commanded: np.ndarray | None = None) -> None:
         with self._lock:
             self._target = None if target is None else np.asarray(target, dtype=float)
             self._publish_pointer()
 
     def press(self, key: str, event: str) -> None:
         count = sum(decode_event(e.data)["event"] == event for e in self.events)
-        self.keys.publish(String(data=key))
+        self._send_key(key)
         wait_for(lambda: sum(decode_event(e.data)["event"] == event for e in self.events) > count, 30,
                  f"recorder event {event!r} after key {key!r}")
+
+    def _send_key(self, key: str) -> None:
+        self.keys.publish(String(data=key))
 
     def wait_frames(self, count: int) -> None:
         seen = len(self.states)
@@ -129,7 +131,7 @@ class Operator:
         while len(self.sent) - first < max_steps:
             state = np.array(self.states[-1].data, dtype=np.float64)
             state[5:7] = commanded  # the effector target is what teleop has commanded so far
-            self.point_at(commanded + oracle.act({"state": state}))
+            self.point_at(commanded + oracle.act({"state": state}), commanded)
             count = len(self.sent)
             wait_for(lambda: len(self.sent) > count, 60, "teleop setpoint")
             commanded = self.start_xy + np.sum([[m.vector.x, m.vector.y] for m in self.sent[first:]], axis=0)
@@ -145,15 +147,20 @@ class Operator:
         assert len(self.sent) == first + len(steps), "teleop kept publishing after the release"
         return steps
 
+    def _request_next_scene(self) -> None:
+        assert self.client.call(Trigger, "sim/reset", Trigger.Request()).success
+
     def next_scene(self) -> None:
         seen = len(self.states)
-        assert self.client.call(Trigger, "sim/reset", Trigger.Request()).success
+        self._request_next_scene()
         wait_for(lambda: len(self.states) > seen + 2, 60, "frames of the next scene")
 
 
-def run_demonstrations(tmp_path: Path, episodes: int, max_steps: int) -> tuple[Path, list, list]:
-    """Record `episodes` demonstrations; returns (bag dir, setpoints per episode, final states)."""
-    out, log = tmp_path / "demos", tmp_path / "record_demos.log"
+def run_demonstrations(tmp_path: Path, episodes: int, max_steps: int,
+                       operator_class: type = Operator, out: Path | None = None) -> tuple[Path, list, list]:
+    """Record `episodes` demonstrations; returns (bag dir, setpoints per episode, final states).
+    `operator_class(client, start_xy, log)`: the operator's seat (topics, or the console page)."""
+    out, log = out or tmp_path / "demos", tmp_path / "record_demos.log"
     config = load_controller_config()
     start_xy = SafetyEnvelope(config).clamp_target(config.start_xy)[:2]
     task = load_task_config(TASK)
@@ -161,9 +168,9 @@ def run_demonstrations(tmp_path: Path, episodes: int, max_steps: int) -> tuple[P
     sent_per_episode, final_states = [], []
     try:
         with RosClient("operator") as client:
-            operator = Operator(client, start_xy)
+            wait_for(lambda: "scene of seed 1000000 ready" in log.read_text(), 120, "the first scene")
+            operator = operator_class(client, start_xy, log)
             try:
-                wait_for(lambda: "scene of seed 1000000 ready" in log.read_text(), 120, "the first scene")
                 wait_for(lambda: operator.keys.get_subscription_count() > 0, 60, "teleop")
                 wait_for(lambda: "recording [" in log.read_text(), 60, "recorder")
                 # Volatile topics lose what is published before this client's subscription has
@@ -174,7 +181,8 @@ def run_demonstrations(tmp_path: Path, episodes: int, max_steps: int) -> tuple[P
                 for episode in range(episodes):
                     if episode:
                         operator.next_scene()
-                    oracle = PushOracle(task.control_hz, len(task.scene.targets_x), task.success_tolerance)
+                    oracle = PushOracle(task.control_hz, len(task.scene.targets_x), task.success_tolerance,
+                                        operator.WAYPOINT_TOLERANCE)
                     sent_per_episode.append(operator.demonstrate(oracle, max_steps))
                     final_states.append(np.array(operator.states[-1].data))
             finally:

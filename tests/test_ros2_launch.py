@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_ros_bringup import free_port
+
 REPO = Path(__file__).resolve().parents[1]
 ROS2_TOOLS = REPO.parent / "shared" / "ros2-tools"
 BIN = Path(sys.executable).parent
@@ -81,9 +83,11 @@ def test_bad_arguments_stop_the_launch_with_a_clear_error(workspace: Path, argum
 
 
 def test_the_simulated_stack_runs_its_episodes_and_exits(workspace: Path) -> None:
+    port = free_port()
     launched = ros2_launch(workspace, "real_push.launch.py", "sim:=true", "episodes:=2", "device:=cpu",
-                           timeout=600)
+                           f"console_port:={port}", timeout=600)
     text = launched.stdout + launched.stderr
     assert launched.returncode == 0, text[-3000:]
+    assert f"operator console: http://127.0.0.1:{port}/" in text   # the colcon install serves the page too
     assert "episode 1/2 (seed 1000000)" in text and "episode 2/2 (seed 1000001)" in text
     assert "done: " in text and "episodes succeeded" in text

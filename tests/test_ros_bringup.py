@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -116,8 +117,16 @@ def test_stack_selects_nodes_by_arguments_and_params_files_match_node_configs():
                 assert type(defaults[key]).__name__ == types[argument], (node.name, key, argument)
 
 
-def bringup(args: list[str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "ibc_cli.ros", "launch", "real_push", *args],
+def free_port() -> int:
+    """A TCP port nothing listens on now (the console's; parallel runs must not share 8765)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def bringup(args: list[str], log: Path, stack: str = "real_push") -> subprocess.Popen:
+    port = [] if any(a.startswith("console_port:=") for a in args) else [f"console_port:={free_port()}"]
+    return subprocess.Popen([sys.executable, "-m", "ibc_cli.ros", "launch", stack, *args, *port],
                             stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
 
 

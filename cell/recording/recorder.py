@@ -110,6 +110,7 @@ class EpisodeState:
     path: Path
     start_ns: int
     success: bool = False
+    messages: dict[str, int] = field(default_factory=dict)   # topic -> messages offered to the bag
 
 
 class EpisodeRecorder:
@@ -135,6 +136,7 @@ class EpisodeRecorder:
         self._queue: queue.Queue[_Item] = queue.Queue()
         self.dropped = 0
         self.written = 0
+        self.kept = 0            # episodes stopped and kept since start-up
         self._writer: DurableBagWriter | None = None   # owned by the writer thread
         self.errors: list[str] = []
         self._thread = threading.Thread(target=self._write_loop, name="bag-writer", daemon=True)
@@ -147,12 +149,14 @@ class EpisodeRecorder:
     # -- called from ROS callbacks -------------------------------------------------------
     def offer(self, topic: str, time_ns: int, data: bytes) -> bool:
         """Queue a serialized message for the running episode; False if dropped (queue full)."""
-        if self._episode is None:
+        episode = self._episode
+        if episode is None:
             return False
         if self._queue.qsize() >= self.config.max_queued_messages:
             self.dropped += 1
             return False
         self._queue.put(_Message(topic, time_ns, data))
+        episode.messages[topic] = episode.messages.get(topic, 0) + 1
         return True
 
     def start(self) -> EpisodeState:
@@ -217,6 +221,7 @@ class EpisodeRecorder:
                       "ibc_ros.stop_time_ns": str(now)}
             self._queue.put(_Close(custom, delete=kind == "discard" and self.config.delete_discarded))
             self._episode = None
+            self.kept += kind != "discard"
         self._notify(event)
         return episode
 

@@ -17,6 +17,7 @@ from typing import Literal
 import numpy as np
 
 from cell.control.envelope import SafetyEnvelope
+from cell.teleop.mapping import TableMappingConfig
 from cell.timing import load_timing, timing_default
 
 RecorderAction = Literal["start", "stop", "discard", "success"]
@@ -48,16 +49,13 @@ class KeyBindings:
 
 
 @dataclass
-class TeleopConfig:
+class TeleopConfig(TableMappingConfig):
     # Setpoint rate: the policy's, from config/timing.yaml; a parameter override must agree.
     rate_hz: float = timing_default("control_hz")
     pointer_timeout_s: float = 1.0           # pointer topic silent this long = released
-    mapping: Literal["sim_camera", "calibration"] = "sim_camera"
-    calibration_file: str = "~/.ibc_ros/teleop_calibration.yaml"
-    sim_task: str = "push_pixels"            # sim config whose camera model gives the mapping
-    table_z: float = 0.0                     # table surface height (m, base frame)
-    controller_config: str = ""              # controller YAML; "" = the installed config/controller.yaml, bare name = config/<name>
-    display: Literal["auto", "window", "none"] = "auto"   # OpenCV window; "auto": when $DISPLAY is set
+    # The operator's seat is the web console (console_node); the OpenCV window is an option
+    # where an OpenCV build with GUI support is installed (the pinned headless one has none).
+    display: Literal["none", "window"] = "none"
     keys: KeyBindings = field(default_factory=KeyBindings)
 
     def validate(self) -> None:

@@ -10,13 +10,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Literal, Sequence
 
 import cv2
 import numpy as np
 import yaml
 
 MIN_POINTS = 4
+
+
+@dataclass
+class TableMappingConfig:
+    """Where the camera-to-table map comes from; shared by the teleop node (which maps the
+    pointer with it) and the operator console (which draws the workspace with it and saves
+    the calibration it clicks), so both always use the same map."""
+    mapping: Literal["sim_camera", "calibration"] = "sim_camera"
+    calibration_file: str = "~/.ibc_ros/teleop_calibration.yaml"
+    sim_task: str = "push_pixels"            # sim config whose camera model gives the mapping
+    table_z: float = 0.0                     # table surface height (m, base frame)
+    controller_config: str = ""              # controller YAML (workspace corners); "" = the installed config/controller.yaml
+
+    def calibration_path(self) -> Path:
+        return Path(self.calibration_file).expanduser()
 
 
 class CalibrationError(ValueError):

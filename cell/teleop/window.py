@@ -3,7 +3,6 @@ keyboard events, corner-click calibration. Needs an OpenCV build with GUI suppor
 (opencv-python on the operator's workstation; the headless wheel has none)."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -14,10 +13,6 @@ from cell.teleop.mapping import TableHomography
 
 WINDOW = "ibc_ros teleop"
 _GREEN, _RED, _YELLOW, _CYAN = (0, 200, 0), (0, 0, 255), (0, 220, 255), (255, 200, 0)
-
-
-def display_available() -> bool:
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
 def draw_overlay(frame_rgb: np.ndarray, homography: TableHomography | None, corners_xy: Sequence[Sequence[float]],
@@ -54,8 +49,8 @@ class TeleopWindow:
             cv2.namedWindow(WINDOW, cv2.WINDOW_AUTOSIZE)
         except cv2.error as exc:
             raise RuntimeError("this OpenCV build has no GUI support (opencv-python-headless?); "
-                               "install opencv-python on the operator's machine or run with "
-                               "display:=none and drive teleop/pointer, teleop/key") from exc
+                               "use the operator console (the web page console_node serves) or install "
+                               "opencv-python on the operator's machine for display:=window") from exc
         self.mouse = MouseState()
         self.calibrating = False
         cv2.setMouseCallback(WINDOW, self._on_mouse)

@@ -28,6 +28,7 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool
 
 from ibc_core.config_io import ConfigError, load_config
+from cell.teleop.mapping import LookAtCamera, TableHomography, TableMappingConfig
 from cell.images import check_image, image_to_rgb as image_array  # noqa: F401  (the nodes' names)
 
 T = TypeVar("T")
@@ -119,6 +120,17 @@ def startup_parameter_refusal(cls: type, current: dict[str, Any], changes: dict[
 
 
 # ---------------------------------------------------------------------------- messages
+def load_table_mapping(config: TableMappingConfig, corners: Sequence[Sequence[float]]) -> TableHomography:
+    """The camera-to-table map ``config`` names: the sim camera model's, or the saved calibration
+    (CalibrationError when there is none yet). Teleop and the console both map with this."""
+    if config.mapping == "sim_camera":
+        from sim.config import load_task_config  # sim is ROS-free; only its camera model is used
+        cam = load_task_config(config.sim_task).camera
+        camera = LookAtCamera(cam.eye, cam.look_at, cam.up, cam.focal_fraction * cam.width, cam.width, cam.height)
+        return camera.table_homography(config.table_z, corners)
+    return TableHomography.load(config.calibration_path())
+
+
 def image_msg(frame: np.ndarray, stamp: TimeMsg, frame_id: str = "camera_color_optical_frame") -> Image:
     """RGB uint8 [H, W, 3] -> sensor_msgs/Image rgb8."""
     if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:

@@ -3,7 +3,8 @@
 Subscribes (raw CDR, no decoding) to the topics in config/recorder.yaml; services
 recorder/start, recorder/stop, recorder/discard, recorder/mark_success (std_srvs/Trigger);
 publishes recorder/events (std_msgs/String, the JSON events also written into the bag) and
-recorder/status (std_msgs/String JSON, 1 Hz). Writing happens in EpisodeRecorder's thread.
+recorder/status (std_msgs/String JSON, 1 Hz: recording, episode, elapsed_s, frames, setpoints,
+unflushed, written, dropped, kept). Writing happens in EpisodeRecorder's thread.
 """
 from __future__ import annotations
 
@@ -84,8 +85,12 @@ class RecorderNode(Node):
         episode = rec.episode
         status = {"recording": episode is not None, "episode": episode.index if episode else None,
                   "written": rec.written, "dropped": rec.dropped, "pending": rec.pending(),
-                  "unflushed": rec.unflushed,
+                  "unflushed": rec.unflushed, "kept": rec.kept,
                   "errors": rec.errors[-3:]}
+        if episode is not None:   # the running episode, as the operator console shows it
+            status["elapsed_s"] = round((self.get_clock().now().nanoseconds - episode.start_ns) * 1e-9, 2)
+            status["frames"] = episode.messages.get(self._resolve("camera/image_raw"), 0)
+            status["setpoints"] = episode.messages.get(self._resolve("setpoint_delta"), 0)
         self._status_pub.publish(String(data=json.dumps(status)))
         if rec.dropped > self._reported_drops:
             self.get_logger().warning(f"disk too slow: {rec.dropped - self._reported_drops} messages dropped")

@@ -2,22 +2,25 @@
 
 Publishes setpoint_delta (geometry_msgs/Vector3Stamped, dx/dy metres, stamp = the camera frame
 the operator was looking at) at 5 Hz while the pointer is engaged. Input:
-  * OpenCV window (display: window, or auto with $DISPLAY set): live camera image with the workspace drawn; hold the
-    left button and move to push; keys r/s/d/g = start/stop/discard/success, c = calibrate;
-  * topics (always; the only input without a display):
+  * the operator console (console_node, a web page): it drives the two topics below;
+  * OpenCV window (display:=window, where an OpenCV build with GUI support is installed): live
+    camera image with the workspace drawn; hold the left button and move to push; keys r/s/d/g =
+    start/stop/discard/success, c = calibrate;
+  * topics (always):
       teleop/pointer geometry_msgs/PointStamped: frame_id "table" (x, y metres, base frame) or
                      "image" (x = u, y = v pixels of camera/image_raw); NaN x = release;
       teleop/key     std_msgs/String: a bound key or an action name (start, stop, discard,
                      success).
 While released, the commanded position follows controller/setpoint (PointStamped, the
 controller's last commanded target). Key actions call the recorder's services recorder/start|stop|discard|mark_success.
+Service teleop/reload_calibration (std_srvs/Trigger): read calibration_file again (the console
+saves a new calibration there).
 """
 from __future__ import annotations
 
 import math
 import time
 from collections import deque
-from pathlib import Path
 
 import numpy as np
 import rclpy
@@ -30,10 +33,10 @@ from std_srvs.srv import Trigger
 
 from cell.control.config import controller_config_path, load_controller_config
 from cell.control.envelope import SafetyEnvelope
-from ibc_ros.nodes.common import check_image, config_from_parameters, image_array, run_node, setpoint_delta_msg
+from ibc_ros.nodes.common import (check_image, config_from_parameters, image_array, load_table_mapping, run_node,
+                                  setpoint_delta_msg)
 from cell.teleop.commander import RECORDER_ACTIONS, TeleopCommander, TeleopConfig
-from cell.teleop.mapping import CalibrationError, LookAtCamera, TableHomography, workspace_corners
-from cell.teleop.window import display_available
+from cell.teleop.mapping import CalibrationError, TableHomography, workspace_corners
 
 TABLE_FRAMES = ("table", "")
 IMAGE_FRAMES = ("image", "pixels")
@@ -60,6 +63,7 @@ class TeleopNode(Node):
         self.create_subscription(PointStamped, "controller/setpoint", self._on_controller_setpoint, 10)
         self.create_subscription(PointStamped, "teleop/pointer", self._on_pointer, 50)
         self.create_subscription(String, "teleop/key", lambda msg: self.handle_key(msg.data), 50)
+        self.create_service(Trigger, "teleop/reload_calibration", self._on_reload_calibration)
         self._recorder_clients = {a: self.create_client(Trigger, s) for a, s in SERVICE_FOR_ACTION.items()}
         self._queued_actions: deque[str] = deque()
         self._queued_since = time.monotonic()   # when the oldest queued action became the next one
@@ -69,20 +73,27 @@ class TeleopNode(Node):
 
     # -- mapping ------------------------------------------------------------------------------
     def _load_mapping(self) -> TableHomography | None:
-        if self.config.mapping == "sim_camera":
-            from sim.config import load_task_config  # sim is ROS-free; only its camera model is used
-            cam = load_task_config(self.config.sim_task).camera
-            camera = LookAtCamera(cam.eye, cam.look_at, cam.up, cam.focal_fraction * cam.width,
-                                  cam.width, cam.height)
-            return camera.table_homography(self.config.table_z, self.corners)
         try:
-            return TableHomography.load(self._calibration_path())
+            return load_table_mapping(self.config, self.corners)
         except CalibrationError as exc:
             self.get_logger().warning(f"{exc}; image pointer events are ignored until calibrated")
             return None
 
-    def _calibration_path(self) -> str:
-        return str(Path(self.config.calibration_file).expanduser())
+    def _on_reload_calibration(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        if self.config.mapping != "calibration":
+            response.success = False
+            response.message = (f"mapping is {self.config.mapping}: the pointer is mapped by the sim camera model, "
+                                f"not by {self.config.calibration_path()}")
+            return response
+        try:
+            self.homography = TableHomography.load(self.config.calibration_path())
+        except CalibrationError as exc:
+            response.success, response.message = False, str(exc)
+            return response
+        self.commander.release()   # the next pointer event is mapped with the new calibration
+        response.success, response.message = True, f"calibration reloaded from {self.config.calibration_path()}"
+        self.get_logger().info(response.message)
+        return response
 
     # -- inputs -------------------------------------------------------------------------------
     def _on_image(self, msg: Image) -> None:
@@ -180,8 +191,7 @@ class TeleopNode(Node):
 
     # -- optional window ----------------------------------------------------------------------
     def _open_window(self):
-        wanted = self.config.display == "window" or (self.config.display == "auto" and display_available())
-        if not wanted:
+        if self.config.display != "window":
             return None
         from cell.teleop.window import TeleopWindow
         window = TeleopWindow()
@@ -229,9 +239,9 @@ class TeleopNode(Node):
         except CalibrationError as exc:
             self.get_logger().error(f"calibration failed: {exc}")
             return
-        homography.save(self._calibration_path(), clicks, self.corners)
+        homography.save(self.config.calibration_path(), clicks, self.corners)
         self.homography = homography
-        self.get_logger().info(f"calibration saved to {self._calibration_path()}")
+        self.get_logger().info(f"calibration saved to {self.config.calibration_path()}")
 
     def close(self) -> None:
         if self.window is not None:

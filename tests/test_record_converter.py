@@ -94,12 +94,13 @@ def test_convert_recorder_bags(tmp_path):
         record_episode(recorder, clock, [tuple(a) for a in actions], finish, image_offset=100 * i)
     recorder.close()
 
-    report = convert_bags([tmp_path / "bags"], tmp_path / "data", SPEC, "push_pixels_real")
+    report = convert_bags([tmp_path / "bags"], tmp_path / "data", SPEC)   # task: the one the recorder stored
     assert report.bags == 3 and report.episodes_written == 2 and report.steps_written == 12
     assert report.outcomes == {"success": 1, "discarded": 1, "failure": 1}
     assert report.steps_without_image == 0
     assert report.max_image_age_s == 0.0  # every setpoint carries the stamp of a recorded frame
     meta = read_meta(tmp_path / "data")
+    assert meta["task"] == RecorderConfig().task
     assert meta["observation_keys"] == ["rgb"] and meta["control_hz"] == 5.0
     assert meta["image_spec"] == {"height": 9, "width": 16, "crop": [0.0, 0.0, 1.0, 1.0]}
     assert meta["action_low"] == [-0.1, -0.1] and meta["action_high"] == [0.1, 0.1]
@@ -154,8 +155,12 @@ def test_convert_a_multi_episode_sqlite3_session_bag(tmp_path):
 
     parser = argparse.ArgumentParser()
     add_from_bags_subcommand(parser.add_subparsers())
-    args = parser.parse_args(["from-bags", str(tmp_path / "session"), "--out", str(tmp_path / "data"),
-                              "--height", "9", "--width", "16"])
+    words = ["from-bags", str(tmp_path / "session"), "--out", str(tmp_path / "data"), "--height", "9", "--width", "16"]
+    # Its start events carry no task (another recorder's session): the converter asks for one.
+    unnamed = parser.parse_args(words)
+    with pytest.raises(SystemExit, match="the bags name no task"):
+        unnamed.func(unnamed)
+    args = parser.parse_args(words + ["--task", "push_pixels_real"])
     assert args.func(args) == 0
     converted = list(iter_episodes(tmp_path / "data"))
     assert len(converted) == 2
@@ -200,3 +205,21 @@ def test_a_rate_other_than_the_cells_is_refused_before_any_bag_is_read(tmp_path)
                                           r"controller_rate_hz 100\): leave rate_hz out or make it 100"):
         args.func(args)
     assert not (tmp_path / "new").exists()
+
+
+def test_the_dataset_task_comes_from_the_bags_unless_given(tmp_path):
+    """Episodes recorded for two tasks are refused together (naming both) unless --task says
+    which name the dataset takes; one task's bags name the dataset after it."""
+    clock = [10**9]
+    for task in ("push_pixels", "push_pixels_real"):
+        recorder = EpisodeRecorder(RecorderConfig(output_dir=str(tmp_path / task), task=task), TOPICS,
+                                   clock_ns=lambda: clock[0])
+        record_episode(recorder, clock, [(0.01, 0.0), (0.0, 0.01)], "success", image_offset=0)
+        recorder.close()
+    with pytest.raises(BagError, match=r"several tasks \['push_pixels', 'push_pixels_real'\]"):
+        convert_bags([tmp_path / "push_pixels", tmp_path / "push_pixels_real"], tmp_path / "mixed", SPEC)
+    assert not (tmp_path / "mixed").exists()   # refused before anything is written
+    convert_bags([tmp_path / "push_pixels"], tmp_path / "sim", SPEC)
+    assert read_meta(tmp_path / "sim")["task"] == "push_pixels"
+    convert_bags([tmp_path / "push_pixels", tmp_path / "push_pixels_real"], tmp_path / "named", SPEC, "pushing")
+    assert read_meta(tmp_path / "named")["task"] == "pushing"

@@ -31,8 +31,10 @@ def node_config_classes() -> dict[str, type]:
     from ibc_ros.nodes.policy_node import PolicyNodeConfig
     from ibc_ros.nodes.sim_node import SimNodeConfig
     from ibc_ros.nodes.xarm_driver_node import DriverNodeConfig
+    from cell.console.config import ConsoleConfig
     return {"camera_node": CameraNodeConfig, "controller_node": ControllerNodeConfig,
-            "policy_node": PolicyNodeConfig, "sim_node": SimNodeConfig, "xarm_driver_node": DriverNodeConfig}
+            "policy_node": PolicyNodeConfig, "sim_node": SimNodeConfig, "xarm_driver_node": DriverNodeConfig,
+            "console_node": ConsoleConfig}
 
 
 def owned_fields(cls: type) -> set[str]:
@@ -74,11 +76,11 @@ def test_stack_selects_nodes_by_arguments_and_params_files_match_node_configs():
     stack = load_stack("real_push")
     assert {"sim", "policy", "robot_ip", "camera", "episodes"} <= {a.name for a in stack.arguments}
     sim = resolve(stack, parse_arguments(stack, ["sim:=true", "episodes:=3", "policy:=x.pt"]))
-    assert [s.name for s in sim] == ["sim", "policy", "controller"]
+    assert [s.name for s in sim] == ["sim", "policy", "controller", "console"]
     assert sim[0].required and sim[0].parameters["episodes"] == "3"
     assert sim[1].parameters["checkpoint"] == "x.pt" and sim[1].parameters["use_sim_time"] == "true"
     real = resolve(stack, parse_arguments(stack, ["robot_ip:=10.1.2.3", "camera:=v4l2"]))
-    assert [s.name for s in real] == ["camera", "xarm_driver", "policy", "controller"]
+    assert [s.name for s in real] == ["camera", "xarm_driver", "policy", "controller", "console"]
     assert real[0].parameters["source"] == "v4l2" and real[1].parameters["robot_ip"] == "10.1.2.3"
     assert real[2].parameters["use_sim_time"] == "false"
     with pytest.raises(StackError, match="camera:=usb is not one of"):
@@ -155,4 +157,4 @@ def test_bringup_stops_the_stack_with_a_clear_message_when_a_node_dies(tmp_path)
     assert "policy checkpoint 'no/such/policy.pt' not found" in text
     assert "policy exited with status 1: stopping the stack" in text
     pids = child_pids(log)
-    assert len(pids) == 4 and not any(alive(pid) for pid in pids)
+    assert len(pids) == 5 and not any(alive(pid) for pid in pids)   # camera, driver, policy, controller, console

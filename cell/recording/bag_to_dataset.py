@@ -101,12 +101,13 @@ class _BagContents:
     spans: list[EpisodeSpan]
 
 
-def convert_bags(bags: Sequence[str | Path], out: str | Path, spec: ImageSpec, task: str,
+def convert_bags(bags: Sequence[str | Path], out: str | Path, spec: ImageSpec, task: str | None = None,
                  controller: ControllerConfig | None = None,
                  include_unfinished: bool = True) -> ConversionReport:
     """Append every kept episode of ``bags`` to the dataset at ``out``. Actions go through the
     envelope of ``controller`` (default: the installed config/controller.yaml), which also gives
-    the dataset's action limits."""
+    the dataset's action limits. ``task``: the dataset's task name; None = the one the recorder
+    stored with the episodes (their start events)."""
     envelope = SafetyEnvelope(controller or load_controller_config())
     _check_existing_rate(Path(out))
     finished, unfinished = find_bags(bags)
@@ -130,6 +131,7 @@ def convert_bags(bags: Sequence[str | Path], out: str | Path, spec: ImageSpec, t
         raise BagError(f"no usable episodes in the bags:\n{report.summary()}")
     for episode in episodes:  # every episode checked before anything is written
         validate_episode(episode, f"{episode.info['bag']} (episode {episode.info['episode']})")
+    task = task or _recorded_task(episodes)
     writer = DatasetWriter(out, _meta(task, spec, envelope.max_setpoint_step))  # only now: bad input changes nothing
     for episode in episodes:
         writer.add(episode)
@@ -218,6 +220,16 @@ def _episode(bag: Path, span: EpisodeSpan, content: _BagContents, report: Conver
                          "actions_clipped": clipped, **span.info})
 
 
+def _recorded_task(episodes: Sequence[Episode]) -> str:
+    """The one task the recorder stored with these episodes (BagError if none or several)."""
+    recorded = sorted({str(e.info["task"]) for e in episodes if e.info.get("task")})
+    if len(recorded) == 1:
+        return recorded[0]
+    if not recorded:
+        raise BagError("the bags name no task (recorded without one): give --task NAME")
+    raise BagError(f"the bags hold episodes of several tasks {recorded}: convert them separately, or give --task NAME")
+
+
 def _check_existing_rate(out: Path) -> None:
     """BagError naming the dataset's control_hz unless it is the cell's: the demonstrations were
     recorded at the cell's control period, and a dataset holds one rate (checked before any bag is read)."""
@@ -244,7 +256,9 @@ def add_from_bags_subcommand(subparsers: argparse._SubParsersAction) -> None:
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("bags", nargs="+", help="bag folders, or folders holding bag folders")
     parser.add_argument("--out", required=True, help="dataset directory (created or appended to)")
-    parser.add_argument("--task", default="push_pixels_real", help="task name stored in meta.json")
+    parser.add_argument("--task", default=None,
+                        help="task name stored in meta.json (default: the task the recorder stored in the bags: "
+                             "record_demos sim:=true records its sim task, e.g. push_pixels; the real cell push_pixels_real)")
     default = ImageSpec()
     parser.add_argument("--height", type=int, default=default.height, help="policy image height")
     parser.add_argument("--width", type=int, default=default.width, help="policy image width")

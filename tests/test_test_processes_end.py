@@ -24,6 +24,10 @@ def test_starts_a_child_and_waits():
         out.write(str(child.pid))
     time.sleep(600)
 '''
+# Runs argv with SIGINT at its default action, as in a terminal's foreground job. A run started
+# in the background by a non-interactive shell (`./run.sh test &`, nohup) inherits SIGINT
+# ignored, and an exec'd process keeps an ignored signal: the inner run would never see Ctrl-C.
+FOREGROUND = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.executable, [sys.executable] + sys.argv[1:])"
 
 
 def wait_until(condition, seconds: float) -> bool:
@@ -43,7 +47,7 @@ def test_children_end_with_the_test_run(how: signal.Signals, tmp_path: Path) -> 
     # Without this run's mark: the inner run is a test run of its own, with its own reaper.
     env = {k: v for k, v in os.environ.items() if k != reaper.MARK}
     # -c: this suite's pytest.ini (its plugin settings), although the inner test lies elsewhere.
-    inner = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-c", str(REPO / "pytest.ini"), "-p", "tests.conftest",
+    inner = subprocess.Popen([sys.executable, "-c", FOREGROUND, "-m", "pytest", "-q", "-c", str(REPO / "pytest.ini"), "-p", "tests.conftest",
                               "-p", "no:cacheprovider", str(tmp_path / "test_inner.py")], cwd=REPO, env={**env, "CHILD_PID_FILE": str(pid_file)},
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:

@@ -37,7 +37,7 @@ class FramePump:
         self.client, self.period = client, 1.0 / hz
         self.pub = client.publisher(Image, "camera/image_raw", qos_profile_sensor_data)
         self.on = threading.Event()
-        self.last_stamp = 0.0
+        self.last_stamp_ns = 0    # integer ns: a float of ~1.8e9 s rounds (ulp 0.24 us) two ways
         self.sent = 0
         self._stop = threading.Event()
         self._publishing = threading.Lock()   # pause() cannot fall between the check and the stamp
@@ -52,13 +52,13 @@ class FramePump:
                     frame = self._rng.integers(0, 256, (180, 320, 3), dtype=np.uint8)
                     now = self.client.now()
                     self.pub.publish(image_msg(frame, now.to_msg()))
-                    self.last_stamp, self.sent = now.nanoseconds * 1e-9, self.sent + 1
+                    self.last_stamp_ns, self.sent = now.nanoseconds, self.sent + 1
 
-    def pause(self) -> float:
-        """Stops the frames; returns a time no sent frame is stamped after."""
+    def pause(self) -> int:
+        """Stops the frames; returns a time (ns) no sent frame is stamped after."""
         with self._publishing:
             self.on.clear()
-            return self.client.now().nanoseconds * 1e-9
+            return self.client.now().nanoseconds
 
     def close(self) -> None:
         self._stop.set()
@@ -67,6 +67,10 @@ class FramePump:
 
 def seconds(stamp) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
+
+
+def nanoseconds(stamp) -> int:
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
 
 
 def joints(command: JointState) -> tuple[float, ...]:
@@ -103,8 +107,8 @@ def test_camera_stop_and_policy_restart_hold_the_arm_without_a_jump(tiny_rgb_che
                 held_from = len(commands)
                 time.sleep(2.0)
                 assert len(setpoints) == count, "the policy acted without a new frame"
-                assert all(seconds(s.header.stamp) <= camera.last_stamp for s in setpoints)
-                assert seconds(setpoints[-1].header.stamp) <= stopped
+                assert all(nanoseconds(s.header.stamp) <= camera.last_stamp_ns for s in setpoints)
+                assert nanoseconds(setpoints[-1].header.stamp) <= stopped
                 held = np.array(commands[-1].position)
                 assert all(np.array_equal(c.position, held) for c in commands[held_from:])
 

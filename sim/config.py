@@ -11,6 +11,9 @@ from cell.paths import share_file
 from cell.timing import load_timing, timing_default
 
 PUSH_TASKS = ("push_states", "push_multi_states", "push_pixels")
+# The paper's four real-cell tasks (Table 6), as twins in the simulated cell.
+FIXTURE_TASKS = ("push_red_then_green", "push_multimodal", "insert_blue", "sort_blue_from_yellow")
+CELL_KINDS = ("push", "fixtures")     # tasks in the cell (arm, controller, camera), not the particle
 _PARTICLE_TASK = re.compile(r"^particle_(\d+)d$")
 
 
@@ -59,6 +62,77 @@ class SceneConfig:
             raise ValueError("targets_x and targets_y must list the same 1 or 2 ranges")
 
 
+Range = tuple[float, float]
+
+
+@dataclass
+class FixtureConfig:
+    """A black fixture (the paper's hand-made wooden targets): a U of low walls around a pocket,
+    open on one side, its mouth. ``block`` names the colour of block that belongs in it ("" = any
+    block); ``marker`` paints a pad of that colour on the pocket floor, which is how an image tells
+    whose fixture it is. Its pose: the pocket centre, and yaw = the direction out of the mouth."""
+    block: str = ""
+    pocket: tuple[float, float] = (0.06, 0.05)     # inner width (across the mouth), depth (m)
+    x: Range = (0.3, 0.3)
+    y: Range = (0.25, 0.25)
+    yaw: Range = (-1.5707963267948966, -1.5707963267948966)
+    marker: bool = False
+
+
+@dataclass
+class AreaConfig:
+    """A flat target area (black mat, rim in the colour of the blocks that belong there): sorting."""
+    block: str = ""
+    size: tuple[float, float] = (0.16, 0.14)       # along x, along y (m)
+    x: Range = (0.3, 0.3)
+    y: Range = (0.25, 0.25)
+
+
+@dataclass
+class FixtureSceneConfig:
+    """The paper's real-cell tasks (Play22 baby blocks, hand-made fixtures): coloured 4 cm cubes,
+    fixtures and target areas, and the rule that scores them (sim.fixture_tasks)."""
+    rule: Literal["own_fixture", "any_fixture", "insert", "sort"] = "own_fixture"
+    blocks: list[str] = field(default_factory=lambda: ["red", "green"])   # colours, in state order
+    block_size: float = 0.04
+    block_mass: float = 0.1
+    block_friction: float = 0.5
+    fixture_friction: float = 0.3
+    block_x: Range = (0.3, 0.5)
+    block_y: Range = (-0.3, -0.08)
+    block_yaw: Range = (0.0, 1.5707963267948966)    # a cube's yaw is 4-way symmetric
+    min_block_separation: float = 0.08              # between block centres at reset (m)
+    fixtures: list[FixtureConfig] = field(default_factory=list)
+    areas: list[AreaConfig] = field(default_factory=list)
+    # Draw which fixture (or area) stands where at random: the first two trade places half the time.
+    swap_places: bool = True
+    wall_height: float = 0.015      # below the pusher tip (0.02 m): the pusher passes over walls
+    wall_thickness: float = 0.012
+    # insert: "partial" = at least this fraction of the block's footprint inside the pocket.
+    partial_fraction: float = 0.25
+
+    def validate(self) -> None:
+        unknown = sorted(set(self.blocks) - set(BLOCK_COLORS))
+        if unknown:
+            raise ValueError(f"blocks: unknown colour(s) {unknown}; known: {sorted(BLOCK_COLORS)}")
+        if not self.blocks:
+            raise ValueError("blocks must list at least one block")
+        if self.rule == "sort" and not self.areas:
+            raise ValueError("rule sort needs areas")
+        if self.rule != "sort" and not self.fixtures:
+            raise ValueError(f"rule {self.rule} needs fixtures")
+        for fixture in self.fixtures:
+            if min(fixture.pocket) < self.block_size:
+                raise ValueError(f"fixture pocket {fixture.pocket} is smaller than the block ({self.block_size} m)")
+        if not 0 < self.partial_fraction < 1:
+            raise ValueError(f"partial_fraction must be in (0, 1), got {self.partial_fraction}")
+
+
+# Block colours (RGBA), close to the Play22 kit's.
+BLOCK_COLORS = {"red": (0.85, 0.19, 0.21, 1.0), "green": (0.23, 0.68, 0.3, 1.0),
+                "blue": (0.2, 0.4, 0.88, 1.0), "yellow": (0.96, 0.8, 0.12, 1.0)}
+
+
 @dataclass
 class PhysicsConfig:
     timestep: float = 0.005               # s; 2 substeps per 100 Hz controller tick
@@ -69,7 +143,7 @@ class PhysicsConfig:
 @dataclass
 class TaskConfig:
     task: str = "push_states"
-    kind: Literal["push", "particle"] = "push"
+    kind: Literal["push", "fixtures", "particle"] = "push"
     max_steps: int = 80                   # policy steps (5 Hz) per episode
     success_tolerance: float = 0.02       # m, block-target distance (reference EBM configs)
     # Push tasks run at the cell's control rate (config/timing.yaml); a push config may repeat it,
@@ -83,6 +157,7 @@ class TaskConfig:
     image_spec: ImageSpec = field(default_factory=ImageSpec)
     camera: CameraConfig = field(default_factory=CameraConfig)
     scene: SceneConfig = field(default_factory=SceneConfig)
+    fixture_scene: FixtureSceneConfig = field(default_factory=FixtureSceneConfig)
     physics: PhysicsConfig = field(default_factory=PhysicsConfig)
     # Particle tasks (appendix C.5).
     particle_dim: int = 2
@@ -96,7 +171,7 @@ class TaskConfig:
             raise ValueError(f"oracle_noise must be >= 0, got {self.oracle_noise}")
         if self.max_steps < 1 or self.success_tolerance <= 0 or self.control_hz <= 0:
             raise ValueError("max_steps, success_tolerance and control_hz must be positive")
-        if self.kind == "push":
+        if self.kind in CELL_KINDS:
             load_timing().check("control_hz", self.control_hz, "control_hz")
         if not set(self.observation_keys) <= {"state", "rgb"} or not self.observation_keys:
             raise ValueError(f"observation_keys must be a non-empty subset of state, rgb: {self.observation_keys}")
@@ -105,7 +180,7 @@ class TaskConfig:
 
 
 def task_names() -> tuple[str, ...]:
-    return PUSH_TASKS + ("particle_<N>d",)
+    return PUSH_TASKS + FIXTURE_TASKS + ("particle_<N>d",)
 
 
 def load_task_config(task: str, overrides: Sequence[str] = ()) -> TaskConfig:
@@ -114,6 +189,6 @@ def load_task_config(task: str, overrides: Sequence[str] = ()) -> TaskConfig:
     if particle:
         overrides = [f"task={task}", f"particle_dim={int(particle.group(1))}", *overrides]
         return load_config(TaskConfig, share_file("config", "sim_particle.yaml"), overrides)
-    if task not in PUSH_TASKS:
+    if task not in PUSH_TASKS + FIXTURE_TASKS:
         raise ConfigError(f"unknown task {task!r}; known: {', '.join(task_names())}")
     return load_config(TaskConfig, share_file("config", f"sim_{task}.yaml"), overrides)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-# Layout of the push state vector (sim.block_push.PushEnv.state).
+# Layout of the push state vector (sim.env.PushEnv.state).
 BLOCK = slice(0, 2)
 BLOCK_YAW = 2
 EFFECTOR_TARGET = slice(5, 7)
@@ -51,14 +51,21 @@ class PushOracle:
     SLIP_DISTANCE = 0.06  # m from the block centre while pushing
 
     def __init__(self, control_hz: float, num_targets: int = 1, tolerance: float = 0.02,
-                 waypoint_tolerance: float = 0.001):
+                 waypoint_tolerance: float = 0.001, align_to_target_yaw: bool = False,
+                 push_lead: float | None = None):
         """``waypoint_tolerance``: how close (m) the effector must come to the pre-block and
         next-to-block points before the next phase; an operator pointing with a mouse resolves
-        1-2 mm on the table and needs a few millimetres here."""
+        1-2 mm on the table and needs a few millimetres here. ``align_to_target_yaw``: orient the
+        block to the target's yaw (an insertion into a fixture) rather than to the push direction.
+        ``push_lead``: while pushing, aim the pusher this far (m) ahead of the block centre, but no
+        further than lands the block on the target (a faster push that stops there); None aims
+        TOUCHING behind the centre, as the reference oracle does."""
         self.period = 1.0 / control_hz
         self.num_targets = num_targets
         self.tolerance = tolerance
         self.waypoint_tolerance = waypoint_tolerance
+        self.align_to_target_yaw = align_to_target_yaw
+        self.push_lead = push_lead
         self.observation_keys = ("state",)
         self.reset()
 
@@ -71,9 +78,11 @@ class PushOracle:
         block, yaw, effector = state[BLOCK], float(state[BLOCK_YAW]), state[EFFECTOR_TARGET]
         target = self._current_target(state, block)
         direction = _unit(target - block)
-        yaw_error = float(np.arctan2(direction[1], direction[0])) - yaw
+        facing = float(state[TARGETS_START + 3 * self.stage + 2]) if self.align_to_target_yaw \
+            else float(np.arctan2(direction[1], direction[0]))
+        yaw_error = facing - yaw
         yaw_error = (yaw_error + np.pi / 4) % (np.pi / 2) - np.pi / 4     # 4-way symmetric block
-        delta, speed = self._phase_action(block, effector, direction, yaw_error)
+        delta, speed = self._phase_action(block, effector, direction, yaw_error, float(np.linalg.norm(target - block)))
         return _cap(delta, speed * self.period).astype(np.float32)
 
     def _current_target(self, state: np.ndarray, block: np.ndarray) -> np.ndarray:
@@ -83,7 +92,7 @@ class PushOracle:
             self.phase = "move_to_pre_block"
         return targets[self.stage]
 
-    def _phase_action(self, block, effector, direction, yaw_error) -> tuple[np.ndarray, float]:
+    def _phase_action(self, block, effector, direction, yaw_error, remaining) -> tuple[np.ndarray, float]:
         if self.phase == "push_block" and self._slipped(block, effector, direction):
             self.phase = "move_to_pre_block"
         if self.phase in ("push_block", "move_to_block") and abs(yaw_error) > self.ORIENT_START:
@@ -101,7 +110,11 @@ class PushOracle:
             else:
                 return goal - effector, 0.35
         if self.phase == "push_block":
-            return block - direction * self.TOUCHING - effector, 0.35
+            if self.push_lead is None:
+                return block - direction * self.TOUCHING - effector, 0.35
+            # The pusher's centre sits NEXT_TO_BLOCK behind the block centre while in contact.
+            lead = min(self.push_lead, remaining - self.NEXT_TO_BLOCK)
+            return block + direction * lead - effector, 0.35
         return self._orient(block, effector, yaw_error), 0.15
 
     def _orient(self, block, effector, yaw_error) -> np.ndarray:

@@ -29,14 +29,16 @@ class EpisodeResult:
     success: bool
     steps: int                 # policy periods run
     final_distance: float      # block to its (last) target at the end (m)
+    score: float = 0.0         # the task's partial credit at the end, in [0, 1] (1.0 = success)
 
     def end(self, steps: int, info: dict) -> None:
         """The episode is over after ``steps``: its outcome from the env's last step info."""
         self.success, self.steps, self.final_distance = bool(info["success"]), steps, float(info["distance"])
+        self.score = float(info.get("score", float(self.success)))
 
     def result(self) -> EpisodeResult:
         """The outcome alone (a Rollout without what it recorded)."""
-        return EpisodeResult(self.seed, self.success, self.steps, self.final_distance)
+        return EpisodeResult(self.seed, self.success, self.steps, self.final_distance, self.score)
 
 
 def wilson_interval(successes: int, trials: int, z: float = 1.959963984540054) -> tuple[float, float]:
@@ -52,15 +54,17 @@ def wilson_interval(successes: int, trials: int, z: float = 1.959963984540054) -
 
 def summarize(results: Sequence[EpisodeResult]) -> dict[str, Any]:
     """The summary keys ibc-eval and the sim node share: episodes, successes, success_rate (0.0
-    before any episode ended, as an interrupted sim reports), wilson95, mean_steps and
-    mean_final_distance (None before any episode ended: no interval or mean of nothing)."""
+    before any episode ended, as an interrupted sim reports), wilson95, mean_steps,
+    mean_final_distance and mean_score (the paper's Table 6 measure: partial credit per episode;
+    None before any episode ended: no interval or mean of nothing)."""
     episodes = len(results)
     successes = sum(bool(r.success) for r in results)
     ended = episodes > 0
     return {"episodes": episodes, "successes": successes, "success_rate": successes / episodes if ended else 0.0,
             "wilson95": list(wilson_interval(successes, episodes)) if ended else None,
             "mean_steps": float(np.mean([r.steps for r in results])) if ended else None,
-            "mean_final_distance": float(np.mean([r.final_distance for r in results])) if ended else None}
+            "mean_final_distance": float(np.mean([r.final_distance for r in results])) if ended else None,
+            "mean_score": float(np.mean([r.score for r in results])) if ended else None}
 
 
 @dataclass

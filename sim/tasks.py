@@ -1,4 +1,5 @@
-"""Build a task's env and its oracle by name (push_states, push_multi_states, push_pixels,
+"""Build a task's env and its oracle by name (push_states, push_multi_states, push_pixels, the
+real-cell twins push_red_then_green, push_multimodal, insert_blue, sort_blue_from_yellow, and
 particle_<N>d), and the seed ranges that keep training and evaluation apart."""
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ from typing import TYPE_CHECKING, Sequence, Union
 import numpy as np
 
 from sim.config import TaskConfig, load_task_config
+from sim.fixture_oracles import FixtureOracle
 from sim.oracles import ParticleOracle, PushOracle
 from sim.particle import ParticleEnv
 
 if TYPE_CHECKING:
-    from sim.block_push import PushEnv
+    from sim.env import PushEnv
 
 Env = Union["PushEnv", ParticleEnv]
 
@@ -28,7 +30,7 @@ def make_env(task: str | TaskConfig, overrides: Sequence[str] = ()) -> Env:
     if config.kind == "particle":
         return ParticleEnv(config)
     # Imported here: the particle tasks run without PyBullet (e.g. on a GPU machine without it).
-    from sim.block_push import PushEnv
+    from sim.env import PushEnv
     return PushEnv(config)
 
 
@@ -42,7 +44,9 @@ class OraclePolicy:
     def __init__(self, env: Env):
         config = env.config
         if isinstance(env, ParticleEnv):
-            self.oracle: PushOracle | ParticleOracle = ParticleOracle(env.dim, config.particle_goal_radius)
+            self.oracle: PushOracle | ParticleOracle | FixtureOracle = ParticleOracle(env.dim, config.particle_goal_radius)
+        elif config.kind == "fixtures":
+            self.oracle = FixtureOracle(config.fixture_scene, config.control_hz)
         else:
             self.oracle = PushOracle(config.control_hz, env.world.num_targets, config.success_tolerance)
         self.observation_keys = ("state",)

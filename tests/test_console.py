@@ -327,10 +327,13 @@ def test_the_monitor_console_of_real_push_shows_the_policy(tiny_pixel_checkpoint
         page.wait(lambda: page.frames_drawn() == (320, 180), 120, "a camera frame")
         page.wait(lambda: page.js("return energy.width") > 0 and (page.state() or {}).get("policy"), 120,
                   "the energy heatmap and the policy's latency")
+        # Rates are counted over the last 2 s of wall time, and a lock-step sim waits for every
+        # inference: on a loaded machine one snapshot can fall in a 2 s gap between setpoints.
+        page.wait(lambda: all((page.state() or {}).get("rates", {}).get(topic, 0) > 0
+                              for topic in ("joint_command", "setpoint_delta")), 60, "the node rates")
         state = page.state()
         # (latency is measured on the lock-step sim clock, which stands still during inference: 0)
         assert state["role"] == "monitor" and state["policy"]["latency_ms"] >= 0 and state["policy"]["inference_ms"] > 0
-        assert state["rates"]["joint_command"] > 0 and state["rates"]["setpoint_delta"] > 0
         assert not page.driver.find_element("id", "recorder-panel").is_displayed()
         assert not page.driver.find_element("css selector", 'button[data-action="start"]').is_displayed()
         page.send_raw({"type": "pointer", "u": 10, "v": 10})

@@ -42,7 +42,7 @@ def test_sim_camera_model_matches_the_pybullet_render():
     marker's centroid in the image and map it back: the camera model is the renderer's."""
     import pybullet
 
-    from sim.block_push import camera_matrices
+    from sim.cell_world import camera_matrices
     from sim.config import load_task_config
 
     cam = load_task_config("push_pixels").camera

@@ -7,7 +7,8 @@ supervisor of `ibc-ros launch real_push sim:=true episodes:=N`.
       observation/state (std_msgs/Float32MultiArray, just before every frame: the task's state
       vector as sim.PushEnv builds it - for state-observing policies; hardware has no such topic),
       /clock (rosgraph_msgs/Clock: the other nodes run with use_sim_time:=true),
-      task/success (std_msgs/Bool), task/distance (std_msgs/Float32, m) at status_hz
+      task/success (std_msgs/Bool), task/distance (std_msgs/Float32, m), task/score (std_msgs/Float32:
+      the task's partial credit in [0, 1], e.g. 0.5 for a partial insertion) at status_hz
   srv sim/reset (std_srvs/Trigger): abandon the episode and start the next seed
 The simulated arm applies a joint_command only if the arm's hard limits accept it - the same
 check (cell.control.arm_limits) the xArm driver applies; otherwise it holds and logs why.
@@ -60,7 +61,7 @@ from cell.control import controller_config_path, load_controller_config
 from ibc_core.config_io import owned_by
 from ibc_ros.nodes.common import (config_from_parameters, image_msg, joint_positions, joint_state_msg,
                                   run_node, stamp_ns)
-from sim.block_push import PushWorld
+from sim.env import make_world
 from sim.config import load_task_config
 from sim.rollout import EpisodeResult, summarize
 from sim.tasks import EVAL_SEED_BASE
@@ -113,7 +114,7 @@ class SimNode(Node):
         self.camera_every = max(1, round(1.0 / (self.config.camera_hz * self.dt)))
         self.status_every = max(1, round(1.0 / (self.config.status_hz * self.dt)))
         self.render_size = self._render_size()
-        self.world = PushWorld(self.task, controller)
+        self.world = make_world(self.task, controller)
         self.start_setpoint = self.world.start_target[:2]   # where the controller's command starts
         self._setpoint = self.start_setpoint.copy()
         self.now_ns = START_TIME_NS
@@ -141,6 +142,7 @@ class SimNode(Node):
         self.create_subscription(PointStamped, "controller/setpoint", self._on_setpoint, 10)
         self.success_pub = self.create_publisher(Bool, "task/success", 10)
         self.distance_pub = self.create_publisher(Float32, "task/distance", 10)
+        self.score_pub = self.create_publisher(Float32, "task/score", 10)
         self.create_subscription(JointState, "joint_command", self._on_command, 1)
         self.create_service(Trigger, "sim/reset", self._on_reset)
         self.controller_start = self.create_client(Trigger, "controller/start_episode")
@@ -298,7 +300,7 @@ class SimNode(Node):
             steps += 1
             status = self.world.task_status()
             if status.ends_episode(steps, self.max_steps):
-                return EpisodeResult(seed, bool(status.success), steps, float(status.distance))
+                return EpisodeResult(seed, bool(status.success), steps, float(status.distance), float(status.score))
         return None
 
     def _await_policy_step(self) -> None:
@@ -364,6 +366,7 @@ class SimNode(Node):
             status = self.world.task_status()
             self.success_pub.publish(Bool(data=bool(status.success)))
             self.distance_pub.publish(Float32(data=float(status.distance)))
+            self.score_pub.publish(Float32(data=float(status.score)))
 
     def _pace(self, wall_start: float, sim_start: float) -> None:
         ahead = (self.sim_time - sim_start) / self.config.real_time_factor - (time.monotonic() - wall_start)
@@ -396,8 +399,8 @@ class SimNode(Node):
         verdict = "SUCCESS" if result.success else "failure"
         tally = summarize(self.results)
         self.get_logger().info(f"episode {episode}{total} (seed {result.seed}): {verdict} after {result.steps} "
-                               f"steps, block-target distance {result.final_distance * 1e3:.1f} mm "
-                               f"[{tally['successes']}/{tally['episodes']} succeeded]")
+                               f"steps, block-target distance {result.final_distance * 1e3:.1f} mm, score "
+                               f"{result.score:.3g} [{tally['successes']}/{tally['episodes']} succeeded]")
 
     def _finish(self) -> None:
         self._finished = True
@@ -409,7 +412,7 @@ class SimNode(Node):
         tally = summarize(self.results)
         dropped = "; ".join(f"{count} {what}" for what, count in self.dropped.items() if count)
         return (f"{verdict}: {tally['successes']}/{tally['episodes']} episodes succeeded "
-                f"({100 * tally['success_rate']:.1f}%), "
+                f"({100 * tally['success_rate']:.1f}%), mean score {tally['mean_score'] or 0.0:.3f}, "
                 f"task {self.config.task}, tolerance {self.task.success_tolerance} m"
                 + (f"; lock-step: {dropped}" if dropped else "; lock-step: nothing dropped or repeated"))
 

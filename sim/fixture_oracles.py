@@ -1,0 +1,180 @@
+"""Scripted demonstrator of the four real-cell twins (sim.fixture_tasks), with a human's variety:
+a plan of pushes, one block at a time, each run by the push oracle (sim.oracles.PushOracle) on the
+10-D state of that block and its goal.
+
+    fixtures  push the block to a point in front of the fixture's mouth, on its axis, then into
+              the pocket along the axis
+    insert    the same, squaring the block to the slot first; a block that jams at the mouth
+              (partial insertion) is backed off and pushed again: the corrective nudges
+    sort      the block nearest its area first, to the free slot of its area farthest from the
+              blocks; a block knocked out of its area is pushed back in
+
+Variety: the multimodal task draws its order and assignment (red or green first, which fixture
+each) per episode, so a dataset shows all four; every task draws the approach gap and pushing
+speed per episode. The draws are seeded by the episode's first observation (itself a function of
+the env seed), so a dataset is the same for any number of ibc-data workers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sim.config import FixtureSceneConfig
+from sim.fixture_tasks import in_area, pocket_fraction
+from sim.oracles import PushOracle
+
+
+@dataclass
+class Push:
+    block: int
+    place: int          # index into the fixtures, then areas
+    slot: int = 0       # sort: which of the area's four slots
+
+
+class FixtureOracle:
+    APPROACH_GAP = (0.035, 0.055)    # m between the block and the mouth before pushing it in
+    FUNNEL_WIDTH, FUNNEL_SLOPE = 0.004, 0.12   # see _in_funnel
+    PUSH_LEAD = 0.02                 # m: see PushOracle(push_lead)
+    SLOTS = np.array([[-0.035, 0.03], [0.035, 0.03], [-0.035, -0.03], [0.035, -0.03]])   # area frame, far row first
+
+    def __init__(self, scene: FixtureSceneConfig, control_hz: float):
+        self.scene = scene
+        self.control_hz = control_hz
+        self.observation_keys = ("state",)
+        self.num_blocks = len(scene.blocks)
+        self.num_places = len(scene.fixtures) + len(scene.areas)
+        self.reset()
+
+    def reset(self) -> None:
+        self._rng: np.random.Generator | None = None
+        self._plan: list[Push] = []
+        self._push: Push | None = None
+        self._into_pocket = False
+        self._pusher = self._new_pusher()
+
+    def _new_pusher(self) -> PushOracle:
+        insert = self.scene.rule == "insert"
+        # Square to the fixture's axis, not to the push direction (which swings near the pocket).
+        # A turned block touches the pusher short of the next-to-block point: a few mm must do.
+        pusher = PushOracle(self.control_hz, 1, tolerance=0.01, waypoint_tolerance=0.001 if insert else 0.004,
+                            align_to_target_yaw=True, push_lead=self.PUSH_LEAD)
+        if self.scene.rule == "sort":   # areas take a block at any yaw
+            pusher.ORIENT_START = np.inf
+        else:        # a 6 cm pocket takes a 4 cm block turned by up to ~0.4 rad
+            pusher.ORIENT_START, pusher.ORIENT_DONE = 0.2, 0.05
+        return pusher
+
+    # -- state ---------------------------------------------------------------------------
+    def _parse(self, state: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        n = self.num_blocks
+        blocks = state[:3 * n].reshape(n, 3)
+        setpoint = state[3 * n + 2:3 * n + 4]
+        places = state[3 * n + 4:3 * n + 4 + 3 * self.num_places].reshape(self.num_places, 3)
+        return blocks, setpoint, places
+
+    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        state = np.asarray(obs["state"], dtype=np.float64)
+        blocks, setpoint, places = self._parse(state)
+        if self._rng is None:
+            self._rng = np.random.default_rng(list(np.ascontiguousarray(obs["state"], dtype=np.float32).tobytes()))
+            self._gap = self._rng.uniform(*self.APPROACH_GAP)
+            self._plan = self._first_plan()
+        if self._push is None or self._done(self._push, blocks, places):
+            self._push = self._next_push(blocks, places)
+            self._into_pocket = False
+            self._pusher.reset()
+        if self._push is None:      # all placed: hold still
+            return np.zeros(2, dtype=np.float32)
+        goal = self._goal(self._push, blocks, places)
+        if self.scene.rule == "insert":
+            # Square to 1 mm of clearance (orient when off by more than ~0.7 deg) only on the last
+            # stretch before the mouth; on the way there a rough heading will do.
+            near = self._into_pocket and np.linalg.norm(blocks[self._push.block, :2] - places[self._push.place, :2]) < 0.1
+            self._pusher.ORIENT_START, self._pusher.ORIENT_DONE = (0.012, 0.004) if near else (0.2, 0.05)
+        block = blocks[self._push.block].copy()
+        if self._entering(self._push, blocks, places):
+            block[2] = goal[2]      # the walls square a block that is entering: no turning it now
+        local = np.concatenate([block, setpoint, setpoint, goal])
+        return self._pusher.act({"state": local})
+
+    # -- plan ----------------------------------------------------------------------------
+    def _first_plan(self) -> list[Push]:
+        if self.scene.rule == "sort":
+            return []                       # chosen block by block (_next_sort)
+        if self.scene.rule == "any_fixture":
+            order = list(self._rng.permutation(self.num_blocks))
+            fixtures = list(self._rng.permutation(len(self.scene.fixtures)))
+            return [Push(block, fixture) for block, fixture in zip(order, fixtures)]
+        # own_fixture / insert: blocks in config order (red, then green), each to its own fixture
+        return [Push(i, next(j for j, f in enumerate(self.scene.fixtures) if f.block in ("", colour)))
+                for i, colour in enumerate(self.scene.blocks)]
+
+    def _next_push(self, blocks: np.ndarray, places: np.ndarray) -> Push | None:
+        if self.scene.rule == "sort":
+            return self._next_sort(blocks, places)
+        for push in self._plan:
+            if not self._in_pocket(push, blocks, places):
+                return push
+        return None
+
+    def _next_sort(self, blocks: np.ndarray, places: np.ndarray) -> Push | None:
+        areas = places[len(self.scene.fixtures):]
+        waiting = []
+        for i, colour in enumerate(self.scene.blocks):
+            area = next(a for a, spec in enumerate(self.scene.areas) if spec.block == colour)
+            if not in_area(blocks[i], areas[area], self.scene.areas[area].size):
+                waiting.append((float(np.linalg.norm(blocks[i, :2] - areas[area, :2])), i, area))
+        if not waiting:
+            return None
+        _, block, area = min(waiting)
+        taken = [self._slot_point(areas[area], s) for s in range(len(self.SLOTS))]
+        occupied = [any(np.linalg.norm(blocks[j, :2] - point) < 0.03 for j in range(self.num_blocks)) for point in taken]
+        slot = next((s for s, full in enumerate(occupied) if not full), 0)
+        return Push(block, len(self.scene.fixtures) + area, slot)
+
+    def _slot_point(self, area: np.ndarray, slot: int) -> np.ndarray:
+        # The areas lie on the far side (+y) of the blocks: the far row is at +y.
+        return area[:2] + self.SLOTS[slot]
+
+    # -- one push ------------------------------------------------------------------------
+    def _goal(self, push: Push, blocks: np.ndarray, places: np.ndarray) -> np.ndarray:
+        place = places[push.place]
+        if self.scene.rule == "sort":
+            return np.array([*self._slot_point(place, push.slot), 0.0])
+        pocket = self.scene.fixtures[push.place].pocket
+        mouth = np.array([np.cos(place[2]), np.sin(place[2])])
+        front = place[:2] + mouth * (pocket[1] / 2 + self.scene.block_size / 2 + self._gap)
+        # Hysteresis: once pushing in, only a block well off the funnel lines up again.
+        slack = 0.015 if self._into_pocket else 0.0
+        into_pocket = self._in_funnel(blocks[push.block, :2] - place[:2], mouth, pocket, slack)
+        if into_pocket != self._into_pocket:
+            self._into_pocket = into_pocket
+            self._pusher.reset()
+        return np.array([*(place[:2] if into_pocket else front), place[2]])
+
+    def _in_funnel(self, offset: np.ndarray, mouth: np.ndarray, pocket: tuple[float, float], slack: float) -> bool:
+        """The block (offset from the pocket centre) is in front of the mouth and close enough to
+        the axis to be pushed straight in: laterally within FUNNEL_WIDTH plus FUNNEL_SLOPE of its
+        distance along the axis, or already partly in the pocket."""
+        along = float(offset @ mouth)
+        lateral = abs(float(offset[0] * mouth[1] - offset[1] * mouth[0]))
+        if along <= pocket[1] / 2 + self.scene.block_size / 2:      # entering or in the pocket
+            return lateral <= (pocket[0] - self.scene.block_size) / 2 + 0.01 + slack
+        return lateral <= self.FUNNEL_WIDTH + self.FUNNEL_SLOPE * (along - pocket[1] / 2) + slack
+
+    def _entering(self, push: Push, blocks: np.ndarray, places: np.ndarray) -> bool:
+        if self.scene.rule == "sort":
+            return False
+        return pocket_fraction(blocks[push.block], self.scene.block_size, places[push.place],
+                               self.scene.fixtures[push.place].pocket) > 0.0
+
+    def _in_pocket(self, push: Push, blocks: np.ndarray, places: np.ndarray) -> bool:
+        spec = self.scene.fixtures[push.place]
+        return pocket_fraction(blocks[push.block], self.scene.block_size, places[push.place], spec.pocket) >= 1.0
+
+    def _done(self, push: Push, blocks: np.ndarray, places: np.ndarray) -> bool:
+        if self.scene.rule == "sort":
+            slot = self._slot_point(places[push.place], push.slot)
+            return float(np.linalg.norm(blocks[push.block, :2] - slot)) < 0.012
+        return self._in_pocket(push, blocks, places)

@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     low, high = summary["wilson95"]
     print(f"{summary['task']}: success {summary['successes']}/{summary['episodes']} = "
           f"{summary['success_rate']:.3f} (95% Wilson [{low:.3f}, {high:.3f}]), "
-          f"mean steps {summary['mean_steps']:.1f}, {summary['seconds']:.1f} s")
+          f"mean score {summary['mean_score']:.3f}, mean steps {summary['mean_steps']:.1f}, {summary['seconds']:.1f} s")
     return 0
 
 

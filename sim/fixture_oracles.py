@@ -4,8 +4,9 @@ a plan of pushes, one block at a time, each run by the push oracle (sim.oracles.
 
     fixtures  push the block to a point in front of the fixture's mouth, on its axis, then into
               the pocket along the axis
-    insert    the same, squaring the block to the slot first; a block that jams at the mouth
-              (partial insertion) is backed off and pushed again: the corrective nudges
+    insert    the same, squaring the block to the slot on the last stretch; a block that stops
+              going in (jammed at the mouth, or part-way in) is pushed back out in front of the
+              mouth and lined up again: the corrective nudges (every fixture task does this)
     sort      the block nearest its area first, to the free slot of its area farthest from the
               blocks; a block knocked out of its area is pushed back in
 
@@ -16,6 +17,7 @@ the env seed), so a dataset is the same for any number of ibc-data workers.
 """
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +38,8 @@ class FixtureOracle:
     APPROACH_GAP = (0.035, 0.055)    # m between the block and the mouth before pushing it in
     FUNNEL_WIDTH, FUNNEL_SLOPE = 0.004, 0.12   # see _in_funnel
     PUSH_LEAD = 0.02                 # m: see PushOracle(push_lead)
+    ON_AXIS = 0.008                  # m from the pre-mouth point: lined up again after backing off
+    STALL_STEPS, STALL_DISTANCE = 15, 0.003    # see _stalled
     SLOTS = np.array([[-0.035, 0.03], [0.035, 0.03], [-0.035, -0.03], [0.035, -0.03]])   # area frame, far row first
 
     def __init__(self, scene: FixtureSceneConfig, control_hz: float):
@@ -51,6 +55,8 @@ class FixtureOracle:
         self._plan: list[Push] = []
         self._push: Push | None = None
         self._into_pocket = False
+        self._backing_off = False
+        self._progress: deque[float] = deque(maxlen=self.STALL_STEPS)
         self._pusher = self._new_pusher()
 
     def _new_pusher(self) -> PushOracle:
@@ -82,7 +88,8 @@ class FixtureOracle:
             self._plan = self._first_plan()
         if self._push is None or self._done(self._push, blocks, places):
             self._push = self._next_push(blocks, places)
-            self._into_pocket = False
+            self._into_pocket = self._backing_off = False
+            self._progress.clear()
             self._pusher.reset()
         if self._push is None:      # all placed: hold still
             return np.zeros(2, dtype=np.float32)
@@ -92,6 +99,7 @@ class FixtureOracle:
             # stretch before the mouth; on the way there a rough heading will do.
             near = self._into_pocket and np.linalg.norm(blocks[self._push.block, :2] - places[self._push.place, :2]) < 0.1
             self._pusher.ORIENT_START, self._pusher.ORIENT_DONE = (0.012, 0.004) if near else (0.2, 0.05)
+            self._pusher.ORIENT_GAIN = 0.5 if near else np.inf
         block = blocks[self._push.block].copy()
         if self._entering(self._push, blocks, places):
             block[2] = goal[2]      # the walls square a block that is entering: no turning it now
@@ -145,13 +153,41 @@ class FixtureOracle:
         pocket = self.scene.fixtures[push.place].pocket
         mouth = np.array([np.cos(place[2]), np.sin(place[2])])
         front = place[:2] + mouth * (pocket[1] / 2 + self.scene.block_size / 2 + self._gap)
+        block = blocks[push.block, :2]
+        if self._backing_off:
+            if np.linalg.norm(block - front) > self.ON_AXIS:
+                return np.array([*front, place[2]])
+            self._backing_off = False      # lined up again: square it and push it in afresh
+            self._pusher.reset()
         # Hysteresis: once pushing in, only a block well off the funnel lines up again.
         slack = 0.015 if self._into_pocket else 0.0
-        into_pocket = self._in_funnel(blocks[push.block, :2] - place[:2], mouth, pocket, slack)
+        into_pocket = self._in_funnel(block - place[:2], mouth, pocket, slack)
         if into_pocket != self._into_pocket:
             self._into_pocket = into_pocket
             self._pusher.reset()
+            self._progress.clear()
+        distance = float(np.linalg.norm(block - place[:2]))
+        at_mouth = distance <= pocket[1] / 2 + self.scene.block_size / 2 + 0.01
+        if not (into_pocket and at_mouth):
+            self._progress.clear()
+        elif self._stalled(distance):
+            # Jammed at (or in) the mouth: a corrective nudge - push it back out in front of the
+            # mouth from the pocket side (the pusher passes over the walls) and line up again.
+            self._backing_off, self._into_pocket = True, False
+            self._pusher.reset()
+            return np.array([*front, place[2]])
         return np.array([*(place[:2] if into_pocket else front), place[2]])
+
+    def _stalled(self, distance: float) -> bool:
+        """At the mouth, the block has come less than STALL_DISTANCE closer to the pocket centre
+        over the last STALL_STEPS policy steps."""
+        self._progress.append(distance)
+        if len(self._progress) < self.STALL_STEPS:
+            return False
+        stalled = self._progress[0] - min(self._progress) < self.STALL_DISTANCE
+        if stalled:
+            self._progress.clear()
+        return stalled
 
     def _in_funnel(self, offset: np.ndarray, mouth: np.ndarray, pocket: tuple[float, float], slack: float) -> bool:
         """The block (offset from the pocket centre) is in front of the mouth and close enough to

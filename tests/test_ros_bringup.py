@@ -158,3 +158,12 @@ def test_bringup_stops_the_stack_with_a_clear_message_when_a_node_dies(tmp_path)
     assert "policy exited with status 1: stopping the stack" in text
     pids = child_pids(log)
     assert len(pids) == 5 and not any(alive(pid) for pid in pids)   # camera, driver, policy, controller, console
+
+
+@pytest.mark.parametrize("stack_name", ["real_push", "record_demos"])
+def test_the_task_argument_offers_exactly_the_cell_tasks_sim_knows(stack_name):
+    """stack.yaml's `task` choices and sim/config.py's task lists name the same tasks: a task added
+    to one and not the other would be refused at launch, or offered and then unknown to the sim."""
+    from sim.config import FIXTURE_TASKS, PUSH_TASKS
+    task = next(a for a in load_stack(stack_name).arguments if a.name == "task")
+    assert set(task.choices) == set(PUSH_TASKS + FIXTURE_TASKS)

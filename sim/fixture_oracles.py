@@ -13,7 +13,7 @@ a plan of pushes, one block at a time, each run by the push oracle (sim.oracles.
 Variety: the multimodal task draws its order and assignment (red or green first, which fixture
 each) per episode, so a dataset shows all four; every task draws the approach gap and pushing
 speed per episode. The draws are seeded by the episode's first observation (itself a function of
-the env seed), so a dataset is the same for any number of ibc-data workers.
+the env seed: sim.oracles.episode_rng), so a dataset is the same for any number of ibc-data workers.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ import numpy as np
 
 from sim.config import FixtureSceneConfig
 from sim.fixture_tasks import in_area, pocket_fraction
-from sim.oracles import PushOracle
+from sim.oracles import PushOracle, episode_rng
 
 
 @dataclass
@@ -83,7 +83,7 @@ class FixtureOracle:
         state = np.asarray(obs["state"], dtype=np.float64)
         blocks, setpoint, places = self._parse(state)
         if self._rng is None:
-            self._rng = np.random.default_rng(list(np.ascontiguousarray(obs["state"], dtype=np.float32).tobytes()))
+            self._rng = episode_rng(obs)
             self._gap = self._rng.uniform(*self.APPROACH_GAP)
             self._plan = self._first_plan()
         if self._push is None or self._done(self._push, blocks, places):

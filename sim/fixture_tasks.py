@@ -156,9 +156,9 @@ class FixtureWorld(CellWorld):
         z = self.scene.block_size / 2
         for block, (x, y, yaw) in zip(self.blocks, self.block_starts):
             self._place_box(block, x, y, z, yaw)
-        for body, (x, y, yaw) in zip(self.fixtures + self.areas, self.place_poses):
-            self._client.resetBasePositionAndOrientation(body, [x, y, 0.0 if body in self.fixtures else 0.0006],
-                                                         self._client.getQuaternionFromEuler([0, 0, yaw]))
+        heights = [0.0] * len(self.fixtures) + [0.0006] * len(self.areas)    # mats lie just above the table
+        for body, (x, y, yaw), z in zip(self.fixtures + self.areas, self.place_poses, heights):
+            self._client.resetBasePositionAndOrientation(body, [x, y, z], self._client.getQuaternionFromEuler([0, 0, yaw]))
 
     # -- state and score -----------------------------------------------------------------
     def block_poses(self) -> np.ndarray:

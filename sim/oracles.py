@@ -13,6 +13,12 @@ EFFECTOR_TARGET = slice(5, 7)
 TARGETS_START = 7
 
 
+def episode_rng(obs: dict[str, np.ndarray]) -> np.random.Generator:
+    """A generator seeded by an episode's first observation (itself a function of the env seed):
+    an oracle's random choices are then the same for any number of ibc-data workers."""
+    return np.random.default_rng(list(np.ascontiguousarray(obs["state"], dtype=np.float32).tobytes()))
+
+
 def _unit(vector: np.ndarray) -> np.ndarray:
     norm = float(np.linalg.norm(vector))
     return vector / norm if norm > 1e-9 else np.array([1.0, 0.0])

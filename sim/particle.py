@@ -58,8 +58,7 @@ class ParticleEnv:
         self.steps += 1
         status = self.task_status()
         done = status["success"] or self.steps >= self.config.max_steps
-        return self.observation(), done, {"success": status["success"], "distance": status["distance"],
-                                          "stage": int(self.reached_first)}
+        return self.observation(), done, {**status, "score": float(status["success"])}
 
     def _update_progress(self) -> None:
         if np.linalg.norm(self.position - self.goals[0]) < self.config.particle_goal_radius:

@@ -34,7 +34,7 @@ class EpisodeResult:
     def end(self, steps: int, info: dict) -> None:
         """The episode is over after ``steps``: its outcome from the env's last step info."""
         self.success, self.steps, self.final_distance = bool(info["success"]), steps, float(info["distance"])
-        self.score = float(info.get("score", float(self.success)))
+        self.score = float(info["score"])
 
     def result(self) -> EpisodeResult:
         """The outcome alone (a Rollout without what it recorded)."""

@@ -9,7 +9,7 @@ import numpy as np
 
 from sim.config import TaskConfig, load_task_config
 from sim.fixture_oracles import FixtureOracle
-from sim.oracles import ParticleOracle, PushOracle
+from sim.oracles import ParticleOracle, PushOracle, episode_rng
 from sim.particle import ParticleEnv
 
 if TYPE_CHECKING:
@@ -63,9 +63,6 @@ class OraclePolicy:
         action = self.oracle.act(obs)
         if np.any(self.noise_std > 0):
             if self._noise_rng is None:
-                # Seeded by the episode's first observation (itself a function of the env seed),
-                # so a noisy dataset is the same for any number of ibc-data workers.
-                first = np.ascontiguousarray(obs["state"], dtype=np.float32).tobytes()
-                self._noise_rng = np.random.default_rng(list(first))
+                self._noise_rng = episode_rng(obs)
             action = action + self._noise_rng.normal(0.0, self.noise_std)
         return np.clip(action, self.action_low, self.action_high).astype(np.float32)

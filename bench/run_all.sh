@@ -27,6 +27,7 @@ run bench.train_throughput --config states --repeats 8 --json $out/train_states.
 run bench.train_throughput --config push_pixels --repeats 8 --json $out/train_push_pixels.json
 run bench.controller --cycles 1000 --seconds 20 --json $out/controller.json
 run bench.controller_node --seconds 20 --json $out/controller_node.json
+run bench.recording --seconds 60 --json $out/recording.json
 if [ -f "$checkpoint" ]; then
   run bench.end_to_end --policy "$checkpoint" --seconds 60 --json $out/end_to_end.json
 fi

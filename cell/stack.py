@@ -4,7 +4,8 @@ launch/*.launch.py (through ibc_ros/ros2_launch.py) and `ibc-ros launch` turn in
     stack = load_stack("real_push")                         # from the share dir's config/stack.yaml
     nodes = resolve(stack, {"sim": "true", "episodes": "5"})  # -> [NodeSpec, ...]
 
-A stack has launch arguments (default, optional choices) and nodes. Each node names its
+A stack has launch arguments (default, optional choices, optional `requires`: the values of
+other arguments any value but its default needs) and nodes. Each node names its
 executable (a console script / `ros2 run ibc_ros <executable>`), a params file in config/,
 inline parameters whose values may reference arguments as "$(name)", a `when` map of
 argument values that must all match for the node to start, and `required` (its exit ends the
@@ -41,6 +42,7 @@ class Argument:
     description: str = ""
     choices: tuple[str, ...] = ()
     type: str = "str"
+    requires: Mapping[str, str] = field(default_factory=dict)   # other arguments' values a non-default value needs
 
     def check(self, value: str) -> None:
         """StackError naming the argument and the type it needs, unless `value` fits."""
@@ -108,7 +110,8 @@ def load_stack(name: str, path: Path | None = None) -> Stack:
         arguments = tuple(Argument(name=arg, default=str(spec.get("default", "")),
                                    description=spec.get("description", ""),
                                    choices=tuple(str(c) for c in spec.get("choices", ())),
-                                   type=str(spec.get("type", "str")))
+                                   type=str(spec.get("type", "str")),
+                                   requires={k: str(v).lower() for k, v in spec.get("requires", {}).items()})
                           for arg, spec in entry.get("arguments", {}).items())
         nodes = tuple(NodeTemplate(name=node["name"], executable=node["executable"],
                                    params_file=node.get("params_file", ""),
@@ -130,6 +133,10 @@ def load_stack(name: str, path: Path | None = None) -> Stack:
 
 def _check_references(stack: Stack) -> None:
     known = {a.name for a in stack.arguments}
+    for argument in stack.arguments:
+        if set(argument.requires) - known:
+            raise StackError(f"argument {argument.name} of stack {stack.name} requires undeclared argument(s) "
+                             f"{', '.join(sorted(set(argument.requires) - known))}")
     for node in stack.nodes:
         used = set(node.when)
         for value in node.parameters.values():
@@ -152,6 +159,13 @@ def parse_arguments(stack: Stack, pairs: list[str]) -> dict[str, str]:
         values[name] = value
     for argument in stack.arguments:
         argument.check(values[argument.name])
+    for argument in stack.arguments:
+        if values[argument.name] == argument.default:
+            continue
+        for other, wanted in argument.requires.items():
+            if values[other].lower() != wanted:
+                raise StackError(f"{argument.name}:={values[argument.name]} needs {other}:={wanted} "
+                                 f"(got {other}:={values[other]})")
     return values
 
 

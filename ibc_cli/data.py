@@ -5,6 +5,8 @@
              task.oracle_noise=0.3 --keep-failed --seed 100000      # IRvS: noisy, failures kept
     ibc-data mix --out data/irvs/push_mixed data/push_states:50 data/irvs/push_noisy
     ibc-data from-bags ...                                         # recorded demonstrations
+    ibc-data export --format lerobot data/push_pixels --out data/push_pixels_lerobot   # LeRobot v3.0
+    ibc-data import --format lerobot data/push_pixels_lerobot --out data/push_pixels_back
 
 Episode i uses environment seed --seed + i (training seeds stay below sim.tasks.EVAL_SEED_BASE;
 evaluation uses seeds from there). Each episode is written as soon as it is done, so an interrupted run
@@ -26,14 +28,15 @@ import multiprocessing
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
+from types import ModuleType
+from typing import Callable, Iterator
 
 import numpy as np
 from tqdm import tqdm
 
 from ibc_cli.common import TASK, add_override_words, parse_command_line, parse_overrides, report_errors
 from ibc_core.config_io import ConfigError, to_dict
-from ibc_core.data.episodes import DatasetError, DatasetWriter, Episode, episode_files
+from ibc_core.data.episodes import DatasetError, DatasetWriter, Episode, episode_files, read_meta
 from ibc_core.data.preprocess import preprocess_image
 from ibc_core.irvs.mix import mix, parse_source
 from sim.config import TaskConfig, load_task_config, task_names
@@ -136,16 +139,90 @@ def _add_from_bags_subcommand(sub: argparse._SubParsersAction) -> None:
     try:
         from cell.recording.bag_to_dataset import add_from_bags_subcommand
     except ImportError as exc:
-        reason = f"from-bags needs {exc.name}, which is not installed here ({exc})"
-        missing = sub.add_parser("from-bags", help=f"unavailable here: {exc}")
-        missing.set_defaults(func=lambda _args: _unavailable(reason))
+        _add_unavailable(sub, "from-bags", exc)
         return
     add_from_bags_subcommand(sub)
+
+
+def _add_unavailable(sub: argparse._SubParsersAction, name: str, exc: ImportError) -> None:
+    """A subcommand whose module cannot be imported here: it says what is missing."""
+    reason = f"{name} needs {exc.name}, which is not installed here ({exc})"
+    missing = sub.add_parser(name, help=f"unavailable here: {exc}")
+    missing.set_defaults(func=lambda _args: _unavailable(reason))
 
 
 def _unavailable(reason: str) -> int:
     print(f"ibc-data: error: {reason}", file=sys.stderr)
     return 2
+
+
+LEROBOT_HELP = """Field mapping (ours -> LeRobot v3.0 feature): state -> observation.state (float32 [S]),
+rgb -> observation.images.camera (video, H.264 yuv420p, [H, W, 3]), actions -> action (float32 [A],
+the delta setpoint in metres), success -> next.success (bool, on the last step), the last step ->
+next.done, step t -> frame_index t, timestamp t / fps (fps = meta.json control_hz); the task name
+is the LeRobot task. Export also writes meta/ibc_ros.json (our meta.json, seeds, episode info),
+which import uses to give the same dataset back. docs/ECOSYSTEM.md has the full table."""
+
+
+def _add_lerobot_subcommands(sub: argparse._SubParsersAction) -> None:
+    """export / import --format lerobot (cell.recording.lerobot: PyAV and pyarrow)."""
+    try:
+        from cell.recording import lerobot
+    except ImportError as exc:
+        for name in ("export", "import"):
+            _add_unavailable(sub, name, exc)
+        return
+    errors = (DatasetError, lerobot.LeRobotError)
+    export = sub.add_parser("export", help="write a dataset as a LeRobot v3.0 dataset (Parquet + MP4)",
+                            description="Write DATASET (ibc-data generate / from-bags) as a new LeRobot "
+                            "v3.0 folder.\n\n" + LEROBOT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    export.add_argument("--format", required=True, choices=["lerobot"], help="the format to write")
+    export.add_argument("dataset", type=Path, help="our dataset directory (meta.json + episodes/)")
+    export.add_argument("--out", type=Path, required=True, help="new LeRobot folder (must not exist, or be empty)")
+    export.add_argument("--robot-type", default=None,
+                        help="info.json robot_type (default: xarm6; none for particle tasks)")
+    export.add_argument("--crf", type=int, default=lerobot.DEFAULT_CRF,
+                        help=f"H.264 quality, lower is better and larger (default {lerobot.DEFAULT_CRF})")
+    export.set_defaults(func=lambda args: _run_lerobot(errors, lambda: lerobot.export_lerobot(
+        args.dataset, args.out, args.robot_type or _robot_type(args.dataset), args.crf).summary()))
+    _add_lerobot_import(sub, lerobot, errors)
+
+
+def _add_lerobot_import(sub: argparse._SubParsersAction, lerobot: ModuleType,
+                       errors: tuple[type[Exception], ...]) -> None:
+    imp = sub.add_parser("import", help="read a LeRobot v3.x dataset into a new dataset for ibc-train",
+                         description="Read a LeRobot v3.x folder (an export of ours, or another dataset "
+                         "with compatible features)\ninto a new dataset directory that ibc-train trains on. "
+                         "Frames are decoded with PyAV, not resized.\nA missing key, a v2.x dataset or a "
+                         "non-empty --out stops it before anything is written.\n\n" + LEROBOT_HELP,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    imp.add_argument("--format", required=True, choices=["lerobot"], help="the format to read")
+    imp.add_argument("source", type=Path, help="LeRobot v3.x dataset folder (meta/info.json, data/, videos/)")
+    imp.add_argument("--out", type=Path, required=True, help="new dataset directory (must not exist, or be empty)")
+    imp.add_argument("--action-key", default=lerobot.ACTION_KEY, help="feature read as the action (default: action)")
+    imp.add_argument("--state-key", default=lerobot.AUTO,
+                     help=f"feature read as the state: a key, none, or auto ({lerobot.STATE_KEY} if present)")
+    imp.add_argument("--image-key", default=lerobot.AUTO,
+                     help="video feature read as the rgb observation: a key, none, or auto (the only camera)")
+    imp.add_argument("--task", default=None, help="task name for meta.json (default: the exported task, "
+                     "or the dataset's one LeRobot task string)")
+    imp.set_defaults(func=lambda args: _run_lerobot(errors, lambda: lerobot.import_lerobot(
+        args.source, args.out, lerobot.LeRobotKeys(args.action_key, args.state_key, args.image_key),
+        args.task).summary()))
+
+
+def _robot_type(dataset: Path) -> str | None:
+    """LeRobot's robot_type: none for the particle tasks (no robot), else the cell's arm."""
+    return None if str(read_meta(dataset).get("task", "")).startswith("particle") else "xarm6"
+
+
+def _run_lerobot(errors: tuple[type[Exception], ...], work: Callable[[], str]) -> int:
+    start = time.perf_counter()
+    try:
+        return report_errors("ibc-data", errors, lambda: f"{work()}\nin {time.perf_counter() - start:.1f} s")
+    except KeyboardInterrupt:
+        print("\nibc-data: interrupted; nothing was written", file=sys.stderr)
+        return 130
 
 
 def _mix(args: argparse.Namespace) -> int:
@@ -172,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     merge.add_argument("sources", nargs="+", help="dataset directories, optionally DIR:N (first N episodes)")
     merge.set_defaults(func=_mix)
     _add_from_bags_subcommand(sub)
+    _add_lerobot_subcommands(sub)
     args = parse_command_line(parser, argv)
     if args.command != "generate":
         return args.func(args)

@@ -24,7 +24,8 @@ from typing import Iterable
 REPO = Path(__file__).resolve().parents[1]
 LAYERS = ("ibc_core", "cell", "sim", "ibc_ros", "ibc_cli")
 ROS_MODULES = ("rclpy", "sensor_msgs", "geometry_msgs", "std_msgs", "std_srvs", "diagnostic_msgs",
-               "launch", "launch_ros", "rosidl_runtime_py", "builtin_interfaces", "rosbag2_py")
+               "launch", "launch_ros", "rosidl_runtime_py", "builtin_interfaces", "rosbag2_py",
+               "trajectory_msgs")
 ROBOT_MODULES = ("pybullet", "pybullet_data", "pyrealsense2", "xarm")
 FORBIDDEN = {layer: ROS_MODULES for layer in ("ibc_core", "cell", "sim", "ibc_cli")}
 FORBIDDEN["ibc_core"] = ROS_MODULES + ROBOT_MODULES

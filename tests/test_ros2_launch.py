@@ -63,7 +63,7 @@ def test_colcon_installs_the_launch_files_and_shares(workspace: Path) -> None:
 
 
 @pytest.mark.parametrize("launch_file, arguments", [
-    ("real_push.launch.py", ["'sim'", "'policy'", "'episodes'", "'any_task'"]),
+    ("real_push.launch.py", ["'sim'", "'policy'", "'episodes'", "'any_task'", "'arm_output'", "'arm_controller'"]),
     ("record_demos.launch.py", ["'sim'", "'output_dir'"]),
 ])
 def test_show_args_lists_the_stack_arguments(workspace: Path, launch_file: str, arguments: list[str]) -> None:
@@ -75,6 +75,7 @@ def test_show_args_lists_the_stack_arguments(workspace: Path, launch_file: str, 
 @pytest.mark.parametrize("argument, message", [
     ("sim:=maybe", "Argument \"sim\" provided value \"maybe\" is not valid"),
     ("episodes:=two", "launch argument episodes:='two' must be an integer"),
+    ("arm_output:=joint_trajectory", "arm_output:=joint_trajectory needs sim:=false (got sim:=true)"),
 ])
 def test_bad_arguments_stop_the_launch_with_a_clear_error(workspace: Path, argument: str, message: str) -> None:
     launched = ros2_launch(workspace, "real_push.launch.py", "sim:=true" if "sim:" not in argument else "", argument)

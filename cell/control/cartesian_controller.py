@@ -25,6 +25,10 @@ class EStopLatched(RuntimeError):
     """The e-stop is latched: only release_estop() (the operator's explicit release) clears it."""
 
 
+class StartRefused(ValueError):
+    """start_at() will not start from the measured pose; the message says why."""
+
+
 class CartesianController:
     """Call ``reset`` once, then ``on_setpoint_delta`` whenever a setpoint arrives and
     ``step`` every control cycle. Times ``t`` are seconds on any monotonic clock."""
@@ -73,6 +77,38 @@ class CartesianController:
         self._last_t, self._lagging = t, False
         self._returning_until = -np.inf
         return self._joints.copy()
+
+    def start_at(self, q: np.ndarray, t: float, max_offset: float) -> None:
+        """The arm stands at the measured ``q`` (an arm that someone else's controller holds): the
+        joint command starts exactly there (the limits too) and the Cartesian target at its tip,
+        clamped into the workspace; setpoints move it from there. Refused (StartRefused, nothing
+        changed) when q itself breaks the arm's limits or when the first target's IK solution,
+        from q, lies more than ``max_offset`` rad (any joint) from q - the arm stands off the
+        working plane, outside the workspace or with the tool tilted, and the controller would
+        swing it there at full speed. Raises EStopLatched while latched."""
+        if self.estopped:
+            raise EStopLatched("e-stop latched: release it first (controller/release_estop)")
+        q = np.asarray(q, dtype=np.float64)
+        reason = self.limits.pose_violation(q)
+        if reason is not None:
+            raise StartRefused(f"the measured pose breaks the arm's limits: {reason}")
+        tip = self.ik.forward(q)
+        target = self.envelope.clamp_target(tip)
+        try:
+            offset = float(np.max(np.abs(self.ik.solve(target, seed=q) - q)))
+        except IKError as exc:
+            raise StartRefused(f"no IK solution near the measured pose: {exc}") from exc
+        if offset > max_offset:
+            raise StartRefused(
+                f"the tip stands at {np.round(tip, 3).tolist()} m, {np.linalg.norm(tip - target) * 1000:.0f} mm "
+                f"from the nearest working target {np.round(target, 3).tolist()} (a joint {offset:.3f} rad away, "
+                f"limit {max_offset} rad): move the arm to the working height inside the workspace, tool down")
+        self._joints = q.copy()
+        self.limits.reset(q, t)
+        self._ee_target = target
+        self._interpolator.reset(target, t)
+        self._last_t, self._lagging = t, False
+        self._returning_until = -np.inf
 
     def return_to_start(self, t: float, speed: float) -> float:
         """Drive the commanded target from where it is at ``t`` back to config.start_xy in a

@@ -8,6 +8,12 @@ writes the index and metadata.yaml only on close. DurableBagWriter closes the pe
 flushes the file every ``flush_interval_s``, so after a SIGKILL everything older than that
 interval is on disk. Such an unfinished bag (no footer, no metadata.yaml) is turned back into a
 complete bag by recover_bag().
+
+What viewers (Foxglove) read: rosbags writes a complete MCAP summary on close - every schema
+(ros2msg, the full message definition) and channel, a chunk index per chunk, message indexes,
+statistics, the rosbag2 metadata record and summary offsets. DurableBagWriter keeps it exact:
+chunks carry their CRC, and no chunk is without messages (Foxglove takes a recording's time range
+from the chunk indexes, so a message-less chunk would stretch it to 1970 or to the year 2262).
 """
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
+import numpy as np
 from rosbags.interfaces import Connection
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
@@ -59,6 +66,22 @@ def deserialize(data: bytes, msgtype: str) -> Any:
     return typestore().deserialize_cdr(data, msgtype)
 
 
+def stamped_header(stamp_ns: int, frame_id: str) -> Any:
+    """std_msgs/Header of a rosbags message stamped ``stamp_ns``."""
+    types = typestore().types
+    return types["std_msgs/msg/Header"](stamp=types["builtin_interfaces/msg/Time"](
+        sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000), frame_id=frame_id)
+
+
+def rgb_image_bytes(rgb: np.ndarray, stamp_ns: int, frame_id: str = "camera") -> bytes:
+    """A serialized sensor_msgs/Image (rgb8) of an RGB uint8 frame [H, W, 3], as the camera sends it."""
+    height, width, _ = rgb.shape
+    msg = typestore().types["sensor_msgs/msg/Image"](
+        header=stamped_header(stamp_ns, frame_id), height=height, width=width, encoding="rgb8",
+        is_bigendian=0, step=width * 3, data=np.ascontiguousarray(rgb, dtype=np.uint8).reshape(-1))
+    return serialize(msg, "sensor_msgs/msg/Image")
+
+
 def is_finished(bag: Path) -> bool:
     return (Path(bag) / "metadata.yaml").is_file()
 
@@ -94,7 +117,6 @@ class DurableBagWriter:
                              for topic, msgtype in topics.items()}
         self._flush_interval_s = flush_interval_s
         self._fsync = fsync
-        self._last_flush = time.monotonic()
         self.message_count = 0
         self.unflushed = 0          # messages a killed process would lose right now
         self.flush()  # schemas and channels on disk from the start
@@ -103,6 +125,17 @@ class DurableBagWriter:
     def topics(self) -> dict[str, str]:
         return {topic: conn.msgtype for topic, conn in self._connections.items()}
 
+    def add_topic(self, topic: str, msgtype: str) -> None:
+        """Declare one more topic while writing (no-op if it is declared with this type)."""
+        known = self._connections.get(topic)
+        if known is not None:
+            if known.msgtype != msgtype:
+                raise BagError(f"topic {topic!r} is already in the bag as {known.msgtype}, not {msgtype}")
+            return
+        if msgtype not in typestore().types:
+            raise BagError(f"unknown message type {msgtype!r}")
+        self._connections[topic] = self._writer.add_connection(topic, msgtype, typestore=typestore())
+
     def write(self, topic: str, timestamp_ns: int, data: bytes) -> None:
         connection = self._connections.get(topic)
         if connection is None:
@@ -110,21 +143,31 @@ class DurableBagWriter:
         self._writer.write(connection, int(timestamp_ns), data)
         self.message_count += 1
         self.unflushed += 1
-        if time.monotonic() - self._last_flush >= self._flush_interval_s:
-            self.flush()
+        self.flush_if_due()
 
     def flush_if_due(self) -> None:
         if time.monotonic() - self._last_flush >= self._flush_interval_s:
             self.flush()
 
     def flush(self) -> None:
-        if self._storage.chunk.bio.tell():
+        if self._storage.chunk.msgs:
             self._storage.close_chunk()
+        else:
+            self._write_definitions_unchunked()
         self._storage.bio.flush()
         if self._fsync:
             os.fsync(self._storage.bio.fileno())
         self._last_flush = time.monotonic()
         self.unflushed = 0
+
+    def _write_definitions_unchunked(self) -> None:
+        """A pending chunk without messages holds only the schema and channel records rosbags
+        queued there: they go into the data section itself, outside any chunk - on disk all the
+        same, and no chunk without messages (its index would carry no valid time range)."""
+        pending = self._storage.chunk.bio
+        self._storage.bio.write(pending.getvalue())
+        pending.seek(0)
+        pending.truncate()
 
     def _close_chunk_with_crc(self) -> None:
         """rosbags writes every chunk with crc 0 ("not computed"), so damaged message bytes would
@@ -142,6 +185,9 @@ class DurableBagWriter:
         self._writer.set_custom_data(key, value)
 
     def close(self) -> None:
+        self.flush()   # rosbags would close a pending message-less chunk as one
+        if not self.message_count:   # MCAP statistics: start time zero when there are no messages
+            self._storage.message_start_time = 0
         self._writer.close()
 
 

@@ -15,7 +15,10 @@ the policy node would refuse (cell.images.check_image), is skipped and listed wi
 topic and log time in the summary; the rest converts.
 
 Works on any rosbag2 bag with these topics (MCAP or sqlite3, one bag per episode as the
-recorder writes them or one long `ros2 bag record` session holding many episodes).
+recorder writes them or one long `ros2 bag record` session holding many episodes). The camera
+may be recorded raw (`camera/image_raw`, sensor_msgs/Image) or compressed (its image_transport
+topic `camera/image_raw/compressed`, sensor_msgs/CompressedImage JPEG/PNG), or both: each frame
+is decoded by its message type, and the dataset is the same either way (PNG: bit-identical).
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ import argparse
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -32,12 +35,15 @@ from ibc_core.data.episodes import DatasetError, DatasetWriter, Episode, read_me
 from ibc_core.data.preprocess import ImageSpec, preprocess_image
 from cell.control.config import ControllerConfig, load_controller_config
 from cell.control.envelope import SafetyEnvelope
-from cell.images import image_to_rgb
+from cell.images import compressed_image_to_rgb, image_to_rgb
 from cell.recording.bag_io import BagError, BagReader, deserialize, find_bags
 from cell.recording.episodes import EVENTS_TOPIC, EpisodeSpan, decode_event, split_episodes
+from cell.recording.recorder import COMPRESSED_IMAGE_TYPE, COMPRESSED_SUFFIX, IMAGE_TYPE
 from cell.timing import load_timing
 
 IMAGE_TOPIC = "camera/image_raw"
+IMAGE_DECODERS: dict[str, Callable[[Any], np.ndarray]] = {   # camera message type -> RGB frame
+    IMAGE_TYPE: image_to_rgb, COMPRESSED_IMAGE_TYPE: compressed_image_to_rgb}
 SETPOINT_TOPIC = "setpoint_delta"
 MAX_LISTED = 20                  # bad messages listed one per line in the summary
 
@@ -151,31 +157,49 @@ def stamp_ns(header: Any) -> int:
 
 def resolve_topic(available: Sequence[str], name: str, bag: Path) -> str:
     """The bag topic for a relative name: '/name' or '<namespace>/name', exactly one."""
-    matches = [t for t in available if t == name or t == "/" + name or t.endswith("/" + name)]
+    matches = _named(available, name)
     if len(matches) != 1:
         raise BagError(f"{bag}: expected one topic named {name!r}, found {matches or 'none'} "
                        f"among {sorted(available)}")
     return matches[0]
 
 
+def resolve_image_topics(topics: Mapping[str, str], bag: Path) -> list[str]:
+    """The camera's bag topics: raw, its compressed transport, or both (a recorder compressing the
+    frames keeps one no codec takes raw); BagError unless at least one, of an image type, is there."""
+    found = [t for name in (IMAGE_TOPIC, IMAGE_TOPIC + COMPRESSED_SUFFIX) for t in _named(list(topics), name)]
+    if not found:
+        raise BagError(f"{bag}: no camera topic {IMAGE_TOPIC!r} or {IMAGE_TOPIC + COMPRESSED_SUFFIX!r} "
+                       f"among {sorted(topics)}")
+    for topic in found:
+        if topics[topic] not in IMAGE_DECODERS:
+            raise BagError(f"{bag}: camera topic {topic} holds {topics[topic]}, not one of {sorted(IMAGE_DECODERS)}")
+    return found
+
+
+def _named(available: Sequence[str], name: str) -> list[str]:
+    return [t for t in available if t == name or t == "/" + name or t.endswith("/" + name)]
+
+
 def _read_bag(bag: Path, spec: ImageSpec, envelope: SafetyEnvelope, report: ConversionReport) -> _BagContents:
     """Images, executed setpoints and episode spans of one bag; bad messages are skipped and
     listed in ``report.dropped`` (a damaged chunk, which loses the rest of the bag, raises)."""
     with BagReader(bag) as reader:
-        image_topic, setpoint_topic, events_topic = (
-            resolve_topic(list(reader.topics), name, bag) for name in (IMAGE_TOPIC, SETPOINT_TOPIC, EVENTS_TOPIC))
+        image_topics = resolve_image_topics(reader.topics, bag)
+        setpoint_topic, events_topic = (resolve_topic(list(reader.topics), name, bag)
+                                        for name in (SETPOINT_TOPIC, EVENTS_TOPIC))
         stamps: list[int] = []
         images: list[np.ndarray] = []
         setpoints: list[tuple[int, int, float, float, bool]] = []
         events: list[tuple[int, dict[str, Any]]] = []
-        for message in reader.messages([image_topic, setpoint_topic, events_topic]):
+        for message in reader.messages([*image_topics, setpoint_topic, events_topic]):
             try:
                 try:
                     msg = deserialize(message.data, message.msgtype)
                 except Exception as exc:  # rosbags raises assorted errors on malformed CDR
                     raise ValueError(f"undecodable {message.msgtype} ({type(exc).__name__}: {exc})") from exc
-                if message.topic == image_topic:
-                    images.append(preprocess_image(image_to_rgb(msg), spec))
+                if message.topic in image_topics:
+                    images.append(preprocess_image(IMAGE_DECODERS[message.msgtype](msg), spec))
                     stamps.append(stamp_ns(msg.header))
                 elif message.topic == setpoint_topic:
                     setpoints.append((message.log_time_ns, stamp_ns(msg.header),

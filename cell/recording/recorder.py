@@ -8,6 +8,12 @@ arrived between its start and its stop.
 
 Layout: <output_dir>/episode_000000/{metadata.yaml, episode_000000.mcap}; numbering resumes
 after the highest existing episode, unfinished bags left by a crash are recovered on start-up.
+
+Images (``image_format``): stored as they arrived (sensor_msgs/Image), or compressed by the writer
+thread into the sensor_msgs/CompressedImage that image_transport's compressed transport would
+send, on its topic ``<image topic>/compressed``: viewers and `ros2 bag play` see the standard
+pair, the cameras and the policy keep publishing and reading raw frames, and the ROS executor
+never waits for an encoder. A frame no codec takes (e.g. mono16) is stored raw on its own topic.
 """
 from __future__ import annotations
 
@@ -18,13 +24,19 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Union
+from typing import Callable, Literal, Union
 
-from cell.recording.bag_io import (DurableBagWriter, is_unfinished_bag, recover_bag,
+import numpy as np
+
+from cell.images import compress_image
+from cell.recording.bag_io import (DurableBagWriter, deserialize, is_unfinished_bag, recover_bag,
                                       serialize, typestore)
 from cell.recording.episodes import EVENTS_TOPIC, EVENTS_TYPE, encode_event
 
 EPISODE_DIR = re.compile(r"^episode_(\d{6})$")
+IMAGE_TYPE = "sensor_msgs/msg/Image"
+COMPRESSED_IMAGE_TYPE = "sensor_msgs/msg/CompressedImage"
+COMPRESSED_SUFFIX = "/compressed"   # image_transport: the compressed transport of topic T is T/compressed
 
 
 @dataclass(frozen=True)
@@ -55,12 +67,15 @@ class RecorderConfig:
         "joint_states sensor_msgs/msg/JointState best_effort",
         "setpoint_delta geometry_msgs/msg/Vector3Stamped",
         "ee_target geometry_msgs/msg/PoseStamped best_effort",
+        "joint_command sensor_msgs/msg/JointState best_effort",
     ])
     flush_interval_s: float = 0.5     # at most this much recording is lost on a crash
     max_queued_messages: int = 600    # ~ 20 s of 30 Hz images; beyond that messages are dropped
     compress: bool = False            # zstd chunk compression (costs CPU in the writer thread)
     fsync: bool = False               # also survive power loss, not just a killed process
     delete_discarded: bool = False    # keep discarded episodes' raw data by default
+    image_format: Literal["raw", "jpeg", "png"] = "raw"   # jpeg/png: Image topics stored as T/compressed
+    jpeg_quality: int = 95            # image_format jpeg: 1..100 (image_transport's default)
 
     def validate(self) -> None:
         if not self.output_dir:
@@ -69,13 +84,43 @@ class RecorderConfig:
             raise ValueError(f"flush_interval_s must be positive, got {self.flush_interval_s}")
         if self.max_queued_messages < 1:
             raise ValueError(f"max_queued_messages must be >= 1, got {self.max_queued_messages}")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ValueError(f"jpeg_quality must be within 1..100, got {self.jpeg_quality}")
         names = [t.name for t in self.recorded_topics()]
         if not names or len(set(names)) != len(names):
             raise ValueError(f"topics must be a non-empty list of distinct topics, got {names}")
-
+        stored = list(stored_topics({t.name: t.type for t in self.recorded_topics()}, self.image_format).values())
+        if len(set(stored)) != len(stored):
+            raise ValueError(f"image_format {self.image_format} stores two topics under one name: topics "
+                             f"{names} hold an image topic and its /compressed transport")
 
     def recorded_topics(self) -> list[RecordedTopic]:
         return [RecordedTopic.parse(entry) for entry in self.topics]
+
+
+def stored_topics(topics: dict[str, str], image_format: str) -> dict[str, str]:
+    """Recorded topic -> the bag topic holding it: an image topic's compressed transport when
+    ``image_format`` compresses, the topic itself otherwise."""
+    return {topic: topic + COMPRESSED_SUFFIX if image_format != "raw" and msgtype == IMAGE_TYPE else topic
+            for topic, msgtype in topics.items()}
+
+
+@dataclass(frozen=True)
+class ImageCompression:
+    """A serialized sensor_msgs/Image -> the serialized sensor_msgs/CompressedImage that
+    image_transport's compressed publisher sends for it (same header)."""
+    codec: str
+    jpeg_quality: int
+
+    def __call__(self, data: bytes) -> bytes:
+        try:
+            image = deserialize(data, IMAGE_TYPE)
+        except Exception as exc:  # rosbags raises assorted errors on malformed CDR
+            raise ValueError(f"undecodable {IMAGE_TYPE} ({type(exc).__name__}: {exc})") from exc
+        image_format, payload = compress_image(image, self.codec, self.jpeg_quality)
+        compressed = typestore().types[COMPRESSED_IMAGE_TYPE](
+            header=image.header, format=image_format, data=np.frombuffer(payload, np.uint8))
+        return serialize(compressed, COMPRESSED_IMAGE_TYPE)
 
 
 class RecorderStateError(RuntimeError):
@@ -124,10 +169,17 @@ class EpisodeRecorder:
         self.output_dir = Path(config.output_dir).expanduser()
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self.recovered = recover_unfinished(self.output_dir)
-        self._topics = dict(topics)
         self._events_topic = next((t for t in topics if t.endswith(EVENTS_TOPIC)), None)
         if self._events_topic is None:
             raise ValueError(f"topics must include the events topic {EVENTS_TOPIC}")
+        self._compression = (ImageCompression(config.image_format, config.jpeg_quality)
+                             if config.image_format != "raw" else None)
+        self._stored_as = {topic: stored for topic, stored in stored_topics(topics, config.image_format).items()
+                           if stored != topic}   # image topic -> its compressed transport
+        self._topics = {self._stored_as.get(topic, topic): COMPRESSED_IMAGE_TYPE if topic in self._stored_as
+                        else msgtype for topic, msgtype in topics.items()}
+        self.stored_raw = 0      # frames no codec took, kept raw on their own topic
+        self.stored_raw_reason = ""
         self._clock_ns = clock_ns
         self._on_event = on_event
         self._lock = threading.Lock()
@@ -145,6 +197,12 @@ class EpisodeRecorder:
     @property
     def episode(self) -> EpisodeState | None:
         return self._episode
+
+    @property
+    def bag_topics(self) -> dict[str, str]:
+        """Topic -> message type of the bags as opened (an image topic as its compressed transport;
+        a frame no codec takes adds the raw topic when it comes)."""
+        return dict(self._topics)
 
     # -- called from ROS callbacks -------------------------------------------------------
     def offer(self, topic: str, time_ns: int, data: bytes) -> bool:
@@ -263,7 +321,7 @@ class EpisodeRecorder:
             return DurableBagWriter(item.path, item.topics, self.config.flush_interval_s,
                                     compress=self.config.compress, fsync=self.config.fsync)
         if isinstance(item, _Message) and writer is not None:
-            writer.write(item.topic, item.time_ns, item.data)
+            writer.write(*self._stored(writer, item))
             self.written += 1
         elif isinstance(item, _Close) and writer is not None:
             for key, value in item.custom_data.items():
@@ -273,6 +331,20 @@ class EpisodeRecorder:
                 shutil.rmtree(writer.path)
             return None
         return writer
+
+    def _stored(self, writer: DurableBagWriter, item: _Message) -> tuple[str, int, bytes]:
+        """(topic, time, data) as the bag stores the message: an image compressed onto its
+        /compressed topic; a frame no codec takes raw on its own topic (nothing recorded is lost)."""
+        compressed_topic = self._stored_as.get(item.topic)
+        if compressed_topic is None or self._compression is None:
+            return item.topic, item.time_ns, item.data
+        try:
+            return compressed_topic, item.time_ns, self._compression(item.data)
+        except ValueError as exc:
+            self.stored_raw += 1
+            self.stored_raw_reason = str(exc)
+            writer.add_topic(item.topic, IMAGE_TYPE)
+            return item.topic, item.time_ns, item.data
 
 
 def next_episode_index(output_dir: Path) -> int:

@@ -28,11 +28,12 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool
 
 from ibc_core.config_io import ConfigError, load_config
+from cell.hardware.joints import joint_names, positions_by_name
 from cell.teleop.mapping import LookAtCamera, TableHomography, TableMappingConfig
 from cell.images import check_image, image_to_rgb as image_array  # noqa: F401  (the nodes' names)
 
 T = TypeVar("T")
-JOINT_NAMES = tuple(f"joint{i}" for i in range(1, 7))
+JOINT_NAMES = joint_names()
 
 
 # ---------------------------------------------------------------------------- parameters
@@ -166,25 +167,9 @@ def joint_state_msg(positions: Sequence[float], stamp: TimeMsg) -> JointState:
 
 def joint_positions(msg: JointState) -> np.ndarray:
     """Finite positions ordered joint1..joint6 whatever the message's order (extra joints are
-    ignored; no names = exactly six positions in order). ValueError names what is wrong: a
-    missing or repeated joint, names and positions of different lengths, a non-finite value."""
-    if not msg.name:
-        if len(msg.position) != len(JOINT_NAMES):
-            raise ValueError(f"unnamed joint positions must be {len(JOINT_NAMES)} values, got {len(msg.position)}")
-        positions = np.asarray(msg.position, dtype=float)
-    else:
-        if len(msg.name) != len(msg.position):
-            raise ValueError(f"{len(msg.name)} joint names but {len(msg.position)} positions")
-        if len(set(msg.name)) != len(msg.name):
-            raise ValueError(f"repeated joint names {list(msg.name)}")
-        by_name = dict(zip(msg.name, msg.position))
-        missing = [name for name in JOINT_NAMES if name not in by_name]
-        if missing:
-            raise ValueError(f"joint(s) {missing} missing (got {list(msg.name)})")
-        positions = np.asarray([by_name[name] for name in JOINT_NAMES], dtype=float)
-    if not np.all(np.isfinite(positions)):
-        raise ValueError(f"non-finite joint positions {positions.tolist()}")
-    return positions
+    ignored; no names = exactly six positions in order); ValueError says what is wrong
+    (cell.hardware.joints.positions_by_name)."""
+    return positions_by_name(msg.name, msg.position, JOINT_NAMES)
 
 
 class DropCount:

@@ -4,7 +4,8 @@ Subscribes (raw CDR, no decoding) to the topics in config/recorder.yaml; service
 recorder/start, recorder/stop, recorder/discard, recorder/mark_success (std_srvs/Trigger);
 publishes recorder/events (std_msgs/String, the JSON events also written into the bag) and
 recorder/status (std_msgs/String JSON, 1 Hz: recording, episode, elapsed_s, frames, setpoints,
-unflushed, written, dropped, kept). Writing happens in EpisodeRecorder's thread.
+unflushed, written, dropped, kept). Writing (and, with image_format jpeg/png, compressing the
+images onto <image topic>/compressed) happens in EpisodeRecorder's thread.
 """
 from __future__ import annotations
 
@@ -43,8 +44,10 @@ class RecorderNode(Node):
             self.create_service(Trigger, f"recorder/{name}", self._trigger(name, action))
         self.estop = EStopWatch(self)   # no new episode (recorder/start) while the e-stop is latched
         self._reported_drops = 0
+        self._reported_raw = 0
         self.create_timer(1.0, self._report)
-        self.get_logger().info(f"recording {sorted(topics)} into {self.recorder.output_dir}")
+        self.get_logger().info(f"recording {sorted(topics)} into {self.recorder.output_dir} "
+                               f"as {sorted(self.recorder.bag_topics)}")
 
     def _publish_event(self, text: str) -> None:
         # At Ctrl-C, close() stops the running episode as the context shuts down: the event is
@@ -95,6 +98,10 @@ class RecorderNode(Node):
         if rec.dropped > self._reported_drops:
             self.get_logger().warning(f"disk too slow: {rec.dropped - self._reported_drops} messages dropped")
             self._reported_drops = rec.dropped
+        if rec.stored_raw > self._reported_raw:
+            self.get_logger().warning(f"{rec.stored_raw - self._reported_raw} frames stored raw, not "
+                                      f"{rec.config.image_format}: {rec.stored_raw_reason}")
+            self._reported_raw = rec.stored_raw
 
     def close(self) -> None:
         """A running episode is stopped and kept (as a failure unless marked): nothing is lost."""

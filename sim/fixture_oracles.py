@@ -18,6 +18,7 @@ the env seed: sim.oracles.episode_rng), so a dataset is the same for any number 
 from __future__ import annotations
 
 from collections import deque
+from itertools import permutations
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,8 +39,11 @@ class FixtureOracle:
     APPROACH_GAP = (0.035, 0.055)    # m between the block and the mouth before pushing it in
     FUNNEL_WIDTH, FUNNEL_SLOPE = 0.004, 0.12   # see _in_funnel
     PUSH_LEAD = 0.02                 # m: see PushOracle(push_lead)
+    TRANSIT_SPEED = 0.5              # m/s between pushes: see PushOracle(transit_speed)
+    LOOKAHEAD = 0.03                 # m: see _on_axis
     ON_AXIS = 0.008                  # m from the pre-mouth point: lined up again after backing off
     STALL_STEPS, STALL_DISTANCE = 15, 0.003    # see _stalled
+    CLEAR_PATH = 0.06                # m: see _path_is_clear
     SLOTS = np.array([[-0.035, 0.03], [0.035, 0.03], [-0.035, -0.03], [0.035, -0.03]])   # area frame, far row first
 
     def __init__(self, scene: FixtureSceneConfig, control_hz: float):
@@ -63,12 +67,14 @@ class FixtureOracle:
         insert = self.scene.rule == "insert"
         # Square to the fixture's axis, not to the push direction (which swings near the pocket).
         # A turned block touches the pusher short of the next-to-block point: a few mm must do.
-        pusher = PushOracle(self.control_hz, 1, tolerance=0.01, waypoint_tolerance=0.001 if insert else 0.004,
-                            align_to_target_yaw=True, push_lead=self.PUSH_LEAD)
+        pusher = PushOracle(self.control_hz, 1, tolerance=0.01, waypoint_tolerance=0.003 if insert else 0.002,
+                            align_to_target_yaw=True, push_lead=self.PUSH_LEAD, turned_contact=not insert,
+                            transit_speed=0.3 if insert else self.TRANSIT_SPEED,
+                            stop_at_workspace_edge=True)
         if self.scene.rule == "sort":   # areas take a block at any yaw
             pusher.ORIENT_START = np.inf
         else:        # a 6 cm pocket takes a 4 cm block turned by up to ~0.4 rad
-            pusher.ORIENT_START, pusher.ORIENT_DONE = 0.2, 0.05
+            pusher.ORIENT_START, pusher.ORIENT_DONE = 0.3, 0.1
         return pusher
 
     # -- state ---------------------------------------------------------------------------
@@ -85,7 +91,7 @@ class FixtureOracle:
         if self._rng is None:
             self._rng = episode_rng(obs)
             self._gap = self._rng.uniform(*self.APPROACH_GAP)
-            self._plan = self._first_plan()
+            self._plan = self._first_plan(blocks, places)
         if self._push is None or self._done(self._push, blocks, places):
             self._push = self._next_push(blocks, places)
             self._into_pocket = self._backing_off = False
@@ -94,6 +100,10 @@ class FixtureOracle:
         if self._push is None:      # all placed: hold still
             return np.zeros(2, dtype=np.float32)
         goal = self._goal(self._push, blocks, places)
+        # Far from a loose fixture the block faces the push direction (a push on a face runs
+        # straight); lined up on the fixture's axis it is squared to the fixture. The 1 mm slot
+        # takes so little turning that its block is squared to it all the way.
+        self._pusher.align_to_target_yaw = self._into_pocket or self.scene.rule == "insert"
         if self.scene.rule == "insert":
             # Square to 1 mm of clearance (orient when off by more than ~0.7 deg) only on the last
             # stretch before the mouth; on the way there a rough heading will do.
@@ -107,16 +117,30 @@ class FixtureOracle:
         return self._pusher.act({"state": local})
 
     # -- plan ----------------------------------------------------------------------------
-    def _first_plan(self) -> list[Push]:
+    def _first_plan(self, blocks: np.ndarray, places: np.ndarray) -> list[Push]:
         if self.scene.rule == "sort":
             return []                       # chosen block by block (_next_sort)
         if self.scene.rule == "any_fixture":
-            order = list(self._rng.permutation(self.num_blocks))
-            fixtures = list(self._rng.permutation(len(self.scene.fixtures)))
-            return [Push(block, fixture) for block, fixture in zip(order, fixtures)]
+            # Every order and assignment, drawn per episode; but, as a person would, not one whose
+            # pushes run through the other block or a fixture filled first (unless all do).
+            plans = [[Push(block, fixture) for block, fixture in zip(order, fixtures)]
+                     for order in permutations(range(self.num_blocks))
+                     for fixtures in permutations(range(len(self.scene.fixtures)), self.num_blocks)]
+            drawn = [plans[i] for i in self._rng.permutation(len(plans))]
+            return next((plan for plan in drawn if self._path_is_clear(plan, blocks, places)), drawn[0])
         # own_fixture / insert: blocks in config order (red, then green), each to its own fixture
         return [Push(i, next(j for j, f in enumerate(self.scene.fixtures) if f.block in ("", colour)))
                 for i, colour in enumerate(self.scene.blocks)]
+
+    def _path_is_clear(self, plan: list[Push], blocks: np.ndarray, places: np.ndarray) -> bool:
+        """No push of ``plan`` drives its block straight at a block still waiting for its own
+        push or at a fixture an earlier push filled (within CLEAR_PATH of the straight line)."""
+        for i, push in enumerate(plan):
+            start, end = blocks[push.block, :2], places[push.place, :2]
+            obstacles = [blocks[later.block, :2] for later in plan[i + 1:]] + [places[earlier.place, :2] for earlier in plan[:i]]
+            if any(_distance_to_segment(point, start, end) < self.CLEAR_PATH for point in obstacles):
+                return False
+        return True
 
     def _next_push(self, blocks: np.ndarray, places: np.ndarray) -> Push | None:
         if self.scene.rule == "sort":
@@ -160,7 +184,7 @@ class FixtureOracle:
             self._backing_off = False      # lined up again: square it and push it in afresh
             self._pusher.reset()
         # Hysteresis: once pushing in, only a block well off the funnel lines up again.
-        slack = 0.015 if self._into_pocket else 0.0
+        slack = (0.015 if self.scene.rule == "insert" else 0.005) if self._into_pocket else 0.0
         into_pocket = self._in_funnel(block - place[:2], mouth, pocket, slack)
         if into_pocket != self._into_pocket:
             self._into_pocket = into_pocket
@@ -176,7 +200,18 @@ class FixtureOracle:
             self._backing_off, self._into_pocket = True, False
             self._pusher.reset()
             return np.array([*front, place[2]])
-        return np.array([*(place[:2] if into_pocket else front), place[2]])
+        return np.array([*(self._on_axis(block, place, mouth) if into_pocket else front), place[2]])
+
+    def _on_axis(self, block: np.ndarray, place: np.ndarray, mouth: np.ndarray) -> np.ndarray:
+        """Pure pursuit of the fixture's axis: aim LOOKAHEAD further in along the axis than the
+        block is, so a block off the axis is steered onto it (its lateral offset shrinks by e per
+        LOOKAHEAD pushed) before it reaches the mouth; no further in than the pocket centre.
+        The goal lies in that heading as far away as the pocket centre, so the push oracle's
+        lead (which stops the push at its goal) is not cut short by the lookahead."""
+        along = float((block - place[:2]) @ mouth)
+        heading = place[:2] + mouth * max(along - self.LOOKAHEAD, 0.0) - block
+        length = float(np.linalg.norm(heading))
+        return block + heading * (max(along, length) / length) if length > 1e-9 else place[:2]
 
     def _stalled(self, distance: float) -> bool:
         """At the mouth, the block has come less than STALL_DISTANCE closer to the pocket centre
@@ -196,7 +231,7 @@ class FixtureOracle:
         along = float(offset @ mouth)
         lateral = abs(float(offset[0] * mouth[1] - offset[1] * mouth[0]))
         if along <= pocket[1] / 2 + self.scene.block_size / 2:      # entering or in the pocket
-            return lateral <= (pocket[0] - self.scene.block_size) / 2 + 0.01 + slack
+            return lateral <= (pocket[0] - self.scene.block_size) / 2 + (0.01 if self.scene.rule == "insert" else 0.0) + slack
         return lateral <= self.FUNNEL_WIDTH + self.FUNNEL_SLOPE * (along - pocket[1] / 2) + slack
 
     def _entering(self, push: Push, blocks: np.ndarray, places: np.ndarray) -> bool:
@@ -214,3 +249,9 @@ class FixtureOracle:
             slot = self._slot_point(places[push.place], push.slot)
             return float(np.linalg.norm(blocks[push.block, :2] - slot)) < 0.012
         return self._in_pocket(push, blocks, places)
+
+
+def _distance_to_segment(point: np.ndarray, start: np.ndarray, end: np.ndarray) -> float:
+    span = end - start
+    along = float(np.clip((point - start) @ span / max(float(span @ span), 1e-12), 0.0, 1.0))
+    return float(np.linalg.norm(point - (start + along * span)))

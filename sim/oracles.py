@@ -47,7 +47,8 @@ class PushOracle:
     0.35 pushing, 0.3 approaching, 0.15 orienting, turned into metres per policy step."""
 
     PRE_BLOCK = 0.05
-    NEXT_TO_BLOCK = 0.03
+    NEXT_TO_BLOCK = 0.03       # m: the pusher (1 cm radius) touching a 4 cm cube face on
+    BLOCK_HALF_EDGE = 0.02
     TOUCHING = 0.01
     ORIENT_RADIUS = 0.025
     ORIENT_START, ORIENT_DONE = 0.2, 0.03        # rad
@@ -59,26 +60,38 @@ class PushOracle:
 
     def __init__(self, control_hz: float, num_targets: int = 1, tolerance: float = 0.02,
                  waypoint_tolerance: float = 0.001, align_to_target_yaw: bool = False,
-                 push_lead: float | None = None):
+                 push_lead: float | None = None, turned_contact: bool = False, transit_speed: float = 0.3,
+                 stop_at_workspace_edge: bool = False):
         """``waypoint_tolerance``: how close (m) the effector must come to the pre-block and
         next-to-block points before the next phase; an operator pointing with a mouse resolves
         1-2 mm on the table and needs a few millimetres here. ``align_to_target_yaw``: orient the
         block to the target's yaw (an insertion into a fixture) rather than to the push direction.
         ``push_lead``: while pushing, aim the pusher this far (m) ahead of the block centre, but no
         further than lands the block on the target (a faster push that stops there); None aims
-        TOUCHING behind the centre, as the reference oracle does."""
+        TOUCHING behind the centre, as the reference oracle does. ``turned_contact``: a block
+        turned against the push direction meets the pusher further out than NEXT_TO_BLOCK (at
+        its corner: 1 cm more); stop there, not at a point inside the block (which the reference
+        oracle chases, pushing the block on a corner and spinning it). ``transit_speed``: m/s
+        of the moves to the pre-block point, in free space (the arm's tip limit is 0.75).
+        ``stop_at_workspace_edge``: a waypoint beyond the workspace's edge (a block near the edge,
+        approached from outside) counts as reached when the controller's clamped setpoint stopped
+        moving towards it; the reference oracle pushes against the edge until the episode ends."""
         self.period = 1.0 / control_hz
         self.num_targets = num_targets
         self.tolerance = tolerance
         self.waypoint_tolerance = waypoint_tolerance
         self.align_to_target_yaw = align_to_target_yaw
         self.push_lead = push_lead
+        self.turned_contact = turned_contact
+        self.transit_speed = transit_speed
+        self.stop_at_workspace_edge = stop_at_workspace_edge
         self.observation_keys = ("state",)
         self.reset()
 
     def reset(self) -> None:
         self.phase = "move_to_pre_block"
         self.stage = 0
+        self._last_move: tuple[np.ndarray, float] | None = None   # (effector, step asked) of the last act
 
     def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         state = np.asarray(obs["state"], dtype=np.float64)
@@ -89,8 +102,19 @@ class PushOracle:
             else float(np.arctan2(direction[1], direction[0]))
         yaw_error = facing - yaw
         yaw_error = (yaw_error + np.pi / 4) % (np.pi / 2) - np.pi / 4     # 4-way symmetric block
-        delta, speed = self._phase_action(block, effector, direction, yaw_error, float(np.linalg.norm(target - block)))
-        return _cap(delta, speed * self.period).astype(np.float32)
+        next_to = self.NEXT_TO_BLOCK + (self._corner_excess(yaw, direction) if self.turned_contact else 0.0)
+        delta, speed = self._phase_action(block, effector, direction, yaw_error,
+                                          float(np.linalg.norm(target - block)), next_to)
+        action = _cap(delta, speed * self.period)
+        self._last_move = (effector.copy(), float(np.linalg.norm(action)))
+        return action.astype(np.float32)
+
+    def _reached(self, goal: np.ndarray, effector: np.ndarray) -> bool:
+        if np.linalg.norm(goal - effector) < self.waypoint_tolerance:
+            return True
+        # Held at the workspace's edge: asked for 2 mm or more, moved less than 0.5 mm.
+        return self.stop_at_workspace_edge and self._last_move is not None \
+            and self._last_move[1] >= 0.002 and float(np.linalg.norm(effector - self._last_move[0])) < 0.0005
 
     def _current_target(self, state: np.ndarray, block: np.ndarray) -> np.ndarray:
         targets = state[TARGETS_START:TARGETS_START + 3 * self.num_targets].reshape(self.num_targets, 3)[:, :2]
@@ -99,20 +123,26 @@ class PushOracle:
             self.phase = "move_to_pre_block"
         return targets[self.stage]
 
-    def _phase_action(self, block, effector, direction, yaw_error, remaining) -> tuple[np.ndarray, float]:
+    def _corner_excess(self, yaw: float, direction: np.ndarray) -> float:
+        """How much further than its half edge (2 cm) the block reaches towards the pusher
+        coming along ``direction``: 0 face on, 2 cm * (sqrt(2) - 1) on a corner."""
+        turn = yaw - float(np.arctan2(direction[1], direction[0]))
+        return self.BLOCK_HALF_EDGE * (abs(np.cos(turn)) + abs(np.sin(turn)) - 1.0)
+
+    def _phase_action(self, block, effector, direction, yaw_error, remaining, next_to) -> tuple[np.ndarray, float]:
         if self.phase == "push_block" and self._slipped(block, effector, direction):
             self.phase = "move_to_pre_block"
         if self.phase in ("push_block", "move_to_block") and abs(yaw_error) > self.ORIENT_START:
             self.phase = "orient_left" if yaw_error > 0 else "orient_right"
         if self.phase == "move_to_pre_block":
             goal = block - direction * self.PRE_BLOCK
-            if np.linalg.norm(goal - effector) < self.waypoint_tolerance:
+            if self._reached(goal, effector):
                 self.phase = "move_to_block"
             else:
-                return self._path_around_block(block, effector, goal), 0.3
+                return self._path_around_block(block, effector, goal), self.transit_speed
         if self.phase == "move_to_block":
-            goal = block - direction * self.NEXT_TO_BLOCK
-            if np.linalg.norm(goal - effector) < self.waypoint_tolerance:
+            goal = block - direction * next_to
+            if self._reached(goal, effector):
                 self.phase = "push_block"
             else:
                 return goal - effector, 0.35
@@ -147,7 +177,7 @@ class PushOracle:
             return goal - effector
         here, there = effector - block, goal - block
         turn = float(np.arctan2(here[0] * there[1] - here[1] * there[0], np.dot(here, there)))
-        step = np.sign(turn) * min(abs(turn), 0.3 * self.period / self.DETOUR_RADIUS)
+        step = np.sign(turn) * min(abs(turn), self.transit_speed * self.period / self.DETOUR_RADIUS)
         return block + _rotate(_unit(here), step) * self.DETOUR_RADIUS - effector
 
 

@@ -135,8 +135,8 @@ def test_console_streams_drags_records_calibrates_and_stops_on_a_lost_page(tmp_p
     """record_demos sim:=true with the console on loopback. In Chromium: the image updates; a drag
     gives setpoint_delta exactly as the homography says; Start/Stop record an episode that
     ibc-data converts to the setpoints sent; a second browser only watches; malformed pointer
-    input is refused; calibration clicks are saved; a frozen page (laptop asleep) and a closed
-    page both stop the setpoints within pointer_timeout."""
+    input is refused; the task panel shows the score; calibration clicks are saved; a frozen
+    page (laptop asleep) and a closed page both stop the setpoints within pointer_timeout."""
     log, out, calibration = tmp_path / "stack.log", tmp_path / "demos", tmp_path / "calibration.yaml"
     controller_file = controller_in_view(tmp_path)
     proc, _port, url = launch(tmp_path, "record_demos", [f"output_dir:={out}", f"calibration_file:={calibration}",
@@ -162,6 +162,9 @@ def test_console_streams_drags_records_calibrates_and_stops_on_a_lost_page(tmp_p
             assert "in control" in page.seat()
             pixels = page.canvas_pixels()
             assert pixels[..., :3].std() > 10   # a rendered scene, not a blank canvas
+            # In sim the task panel shows the task's status, its partial credit included.
+            page.wait(lambda: ((page.state() or {}).get("task") or {}).get("score") is not None, 30, "the task's score")
+            assert "score" in page.js("return document.getElementById('task').textContent")
             assert page.state()["overlay"]["outline"] == [[round(float(c), 1) for c in homography.to_pixel(xy, (320, 180))]
                                                           for xy in corners]
 

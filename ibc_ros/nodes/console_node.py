@@ -8,7 +8,7 @@ real_push (role monitor): the camera, the policy's energy heatmap, latency and t
 Both: an always-visible e-stop (controller/estop), release and reset.
 
   sub camera/image_raw, policy/energy_image (sensor_msgs/Image), controller/setpoint (PointStamped),
-      ee_target (PoseStamped), recorder/status (String JSON), task/distance (Float32), task/success (Bool),
+      ee_target (PoseStamped), recorder/status (String JSON), task/distance, task/score (Float32), task/success (Bool),
       policy/latency, policy/inference_time (Float32), controller/estop_latched (Bool),
       setpoint_delta, joint_command, joint_states (rates only)
   pub teleop/pointer (geometry_msgs/PointStamped, frame_id "image": pixels; NaN = release)
@@ -80,6 +80,7 @@ class ConsoleNode(Node):
                                  lambda m: self._keep("arm_target", (m.pose.position.x, m.pose.position.y)), 10)
         self.create_subscription(String, "recorder/status", self._on_recorder_status, 10)
         self.create_subscription(Float32, "task/distance", lambda m: self._keep("distance", m.data), 10)
+        self.create_subscription(Float32, "task/score", lambda m: self._keep("score", m.data), 10)
         self.create_subscription(Bool, "task/success", lambda m: self._keep("success", m.data), 10)
         self.create_subscription(Float32, "policy/latency", lambda m: self._keep("latency", m.data), 10)
         self.create_subscription(Float32, "policy/inference_time", lambda m: self._keep("inference", m.data), 10)
@@ -167,10 +168,10 @@ class ConsoleNode(Node):
 
     def status(self) -> dict[str, Any]:
         recorder = self._fresh("recorder")
-        distance, success = self._fresh("distance"), self._fresh("success")
+        distance, score, success = self._fresh("distance"), self._fresh("score"), self._fresh("success")
         latency, inference = self._fresh("latency"), self._fresh("inference")
         return {"estop": self._fresh("estop"), "recorder": recorder,
-                "task": None if distance is None else {"distance": distance, "success": bool(success)},
+                "task": None if distance is None else {"distance": distance, "score": score, "success": bool(success)},
                 "policy": None if latency is None else {"latency_ms": latency * 1e3,
                                                         "inference_ms": None if inference is None else inference * 1e3},
                 "rates": {topic: round(meter.rate(), 1) for topic, meter in self.rates.items()},

@@ -172,7 +172,9 @@ function renderRecorder(rec) {
 
 function renderTask(task) {
   document.getElementById("task-panel").hidden = !task;
+  // score: the task's partial credit (0.5 a partial insertion, 1/8 per sorted block)
   if (task) rows("task", [["distance to goal", `${fixed(task.distance, 3)} m`],
+                          ["score", fixed(task.score, 3)],
                           ["success", task.success ? "yes" : "no", task.success ? "ok" : ""]]);
 }
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from sim.config import FixtureSceneConfig
 from sim.fixture_tasks import in_area, pocket_fraction
-from sim.oracles import PushOracle, episode_rng
+from sim.oracles import PushOracle, episode_rng, segment_distance
 
 
 @dataclass
@@ -138,7 +138,7 @@ class FixtureOracle:
         for i, push in enumerate(plan):
             start, end = blocks[push.block, :2], places[push.place, :2]
             obstacles = [blocks[later.block, :2] for later in plan[i + 1:]] + [places[earlier.place, :2] for earlier in plan[:i]]
-            if any(_distance_to_segment(point, start, end) < self.CLEAR_PATH for point in obstacles):
+            if any(segment_distance(point, start, end) < self.CLEAR_PATH for point in obstacles):
                 return False
         return True
 
@@ -249,9 +249,3 @@ class FixtureOracle:
             slot = self._slot_point(places[push.place], push.slot)
             return float(np.linalg.norm(blocks[push.block, :2] - slot)) < 0.012
         return self._in_pocket(push, blocks, places)
-
-
-def _distance_to_segment(point: np.ndarray, start: np.ndarray, end: np.ndarray) -> float:
-    span = end - start
-    along = float(np.clip((point - start) @ span / max(float(span @ span), 1e-12), 0.0, 1.0))
-    return float(np.linalg.norm(point - (start + along * span)))

@@ -34,7 +34,7 @@ def _cap(delta: np.ndarray, max_length: float) -> np.ndarray:
     return delta if length <= max_length else delta * (max_length / length)
 
 
-def _segment_distance(point: np.ndarray, start: np.ndarray, end: np.ndarray) -> float:
+def segment_distance(point: np.ndarray, start: np.ndarray, end: np.ndarray) -> float:
     span = end - start
     fraction = np.clip(np.dot(point - start, span) / max(np.dot(span, span), 1e-12), 0.0, 1.0)
     return float(np.linalg.norm(start + fraction * span - point))
@@ -173,7 +173,7 @@ class PushOracle:
     def _path_around_block(self, block, effector, goal) -> np.ndarray:
         """Straight to ``goal`` unless that passes through the block: then walk around the
         block on a circle, in the shorter direction, towards the goal's side."""
-        if _segment_distance(block, effector, goal) >= self.CLEARANCE:
+        if segment_distance(block, effector, goal) >= self.CLEARANCE:
             return goal - effector
         here, there = effector - block, goal - block
         turn = float(np.arctan2(here[0] * there[1] - here[1] * there[0], np.dot(here, there)))

@@ -28,6 +28,42 @@ from sim.fixture_tasks import in_area, pocket_fraction
 from sim.oracles import PushOracle, episode_rng, segment_distance
 
 
+@dataclass(frozen=True)
+class RuleSettings:
+    """How the demonstrator pushes under one scene rule (see the module docstring)."""
+    waypoint_tolerance: float   # m: see PushOracle(waypoint_tolerance)
+    transit_speed: float        # m/s between pushes: see PushOracle(transit_speed)
+    turned_contact: bool        # see PushOracle(turned_contact)
+    orient: tuple[float, float] | None   # (start, done) rad of squaring to the fixture; None: never
+    funnel_slack: float         # m: once pushing in, only a block this far off the funnel lines up again
+    mouth_play: float           # m: extra lateral play allowed to a block entering the pocket
+    square_on_the_way: bool     # square to the fixture's yaw on the way to it, not only on its axis
+    funnel: tuple[float, float] = (0.004, 0.12)   # (width m, slope): see FixtureOracle._in_funnel
+    lookahead: float = 0.03     # m: see FixtureOracle._on_axis
+    final_push_speed: float = 0.35   # m/s of the pushes within FINAL_STRETCH of the pocket, on its axis
+    final_orient: tuple[float, float, float] | None = None   # (start, done rad, gain m/s/rad) of the
+    # squaring on the axis within FINAL_STRETCH of the pocket; None: ``orient`` there too
+
+
+# A 6 cm pocket takes a 4 cm block turned by up to ~0.4 rad; far from it a block faces the push
+# direction (a push on a face runs straight), lined up on the axis it is squared to the fixture.
+# Pushed in slowly: at full speed a block spins on the mouth's corners or rides over the back wall.
+LOOSE_FIXTURE = RuleSettings(waypoint_tolerance=0.002, transit_speed=0.5, turned_contact=True, orient=(0.3, 0.1),
+                             funnel_slack=0.005, mouth_play=0.0, square_on_the_way=False, final_push_speed=0.12)
+# 1 mm of clearance: squared to the slot all the way, roughly on the way and to ~0.7 deg on the
+# last stretch (slowly: at full speed a 4 cm cube turns ~5 deg a step); a turned block's contact
+# point is not chased (it is squared before it is pushed). Pushed in only from within 1 mm (plus
+# 1 % of the distance) of the axis, in a short lookahead: a block that comes to the mouth a few
+# mm off the axis catches a corner on a wall's end, and backing it off spins it.
+INSERT = RuleSettings(waypoint_tolerance=0.003, transit_speed=0.3, turned_contact=False, orient=(0.2, 0.05),
+                      funnel_slack=0.015, mouth_play=0.01, square_on_the_way=True, funnel=(0.001, 0.01), lookahead=0.015,
+                      final_orient=(0.012, 0.004, 0.5))
+# An area takes a block at any yaw.
+SORT = RuleSettings(waypoint_tolerance=0.002, transit_speed=0.5, turned_contact=True, orient=None,
+                    funnel_slack=0.0, mouth_play=0.0, square_on_the_way=False)
+SETTINGS = {"own_fixture": LOOSE_FIXTURE, "any_fixture": LOOSE_FIXTURE, "insert": INSERT, "sort": SORT}
+
+
 @dataclass
 class Push:
     block: int
@@ -37,17 +73,16 @@ class Push:
 
 class FixtureOracle:
     APPROACH_GAP = (0.035, 0.055)    # m between the block and the mouth before pushing it in
-    FUNNEL_WIDTH, FUNNEL_SLOPE = 0.004, 0.12   # see _in_funnel
     PUSH_LEAD = 0.02                 # m: see PushOracle(push_lead)
-    TRANSIT_SPEED = 0.5              # m/s between pushes: see PushOracle(transit_speed)
-    LOOKAHEAD = 0.03                 # m: see _on_axis
     ON_AXIS = 0.008                  # m from the pre-mouth point: lined up again after backing off
     STALL_STEPS, STALL_DISTANCE = 15, 0.003    # see _stalled
     CLEAR_PATH = 0.06                # m: see _path_is_clear
+    FINAL_STRETCH = 0.1              # m from the pocket centre: see RuleSettings.final_orient
     SLOTS = np.array([[-0.035, 0.03], [0.035, 0.03], [-0.035, -0.03], [0.035, -0.03]])   # area frame, far row first
 
     def __init__(self, scene: FixtureSceneConfig, control_hz: float):
         self.scene = scene
+        self.settings = SETTINGS[scene.rule]
         self.control_hz = control_hz
         self.observation_keys = ("state",)
         self.num_blocks = len(scene.blocks)
@@ -64,18 +99,17 @@ class FixtureOracle:
         self._pusher = self._new_pusher()
 
     def _new_pusher(self) -> PushOracle:
-        insert = self.scene.rule == "insert"
+        settings = self.settings
         # Square to the fixture's axis, not to the push direction (which swings near the pocket).
-        # A turned block touches the pusher short of the next-to-block point: a few mm must do.
-        pusher = PushOracle(self.control_hz, 1, tolerance=0.01, waypoint_tolerance=0.003 if insert else 0.002,
-                            align_to_target_yaw=True, push_lead=self.PUSH_LEAD, turned_contact=not insert,
-                            transit_speed=0.3 if insert else self.TRANSIT_SPEED,
-                            stop_at_workspace_edge=True)
-        if self.scene.rule == "sort":   # areas take a block at any yaw
-            pusher.ORIENT_START = np.inf
-        else:        # a 6 cm pocket takes a 4 cm block turned by up to ~0.4 rad
-            pusher.ORIENT_START, pusher.ORIENT_DONE = 0.3, 0.1
+        pusher = PushOracle(self.control_hz, 1, tolerance=0.01, waypoint_tolerance=settings.waypoint_tolerance,
+                            align_to_target_yaw=True, push_lead=self.PUSH_LEAD, turned_contact=settings.turned_contact,
+                            transit_speed=settings.transit_speed, stop_at_workspace_edge=True)
+        self._set_orient(pusher, final=False)
         return pusher
+
+    def _set_orient(self, pusher: PushOracle, final: bool) -> None:
+        start, done, gain = self.settings.final_orient if final else (*(self.settings.orient or (np.inf, np.inf)), np.inf)
+        pusher.ORIENT_START, pusher.ORIENT_DONE, pusher.ORIENT_GAIN = start, done, gain
 
     # -- state ---------------------------------------------------------------------------
     def _parse(self, state: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -100,19 +134,17 @@ class FixtureOracle:
         if self._push is None:      # all placed: hold still
             return np.zeros(2, dtype=np.float32)
         goal = self._goal(self._push, blocks, places)
-        # Far from a loose fixture the block faces the push direction (a push on a face runs
-        # straight); lined up on the fixture's axis it is squared to the fixture. The 1 mm slot
-        # takes so little turning that its block is squared to it all the way.
-        self._pusher.align_to_target_yaw = self._into_pocket or self.scene.rule == "insert"
-        if self.scene.rule == "insert":
-            # Square to 1 mm of clearance (orient when off by more than ~0.7 deg) only on the last
-            # stretch before the mouth; on the way there a rough heading will do.
-            near = self._into_pocket and np.linalg.norm(blocks[self._push.block, :2] - places[self._push.place, :2]) < 0.1
-            self._pusher.ORIENT_START, self._pusher.ORIENT_DONE = (0.012, 0.004) if near else (0.2, 0.05)
-            self._pusher.ORIENT_GAIN = 0.5 if near else np.inf
+        self._pusher.align_to_target_yaw = self._into_pocket or self.settings.square_on_the_way
+        final = self._into_pocket and float(np.linalg.norm(blocks[self._push.block, :2] - places[self._push.place, :2])) < self.FINAL_STRETCH
+        if self.settings.final_orient is not None:
+            self._set_orient(self._pusher, final)
+        self._pusher.push_speed = self.settings.final_push_speed if final else PushOracle.PUSH_SPEED
         block = blocks[self._push.block].copy()
         if self._entering(self._push, blocks, places):
             block[2] = goal[2]      # the walls square a block that is entering: no turning it now
+        # On the way to a push, walk around the other blocks too: driving one into the pushed
+        # block moves both, and a knock spills a block already placed.
+        self._pusher.obstacles = np.delete(blocks[:, :2], self._push.block, axis=0)
         local = np.concatenate([block, setpoint, setpoint, goal])
         return self._pusher.act({"state": local})
 
@@ -160,10 +192,15 @@ class FixtureOracle:
         if not waiting:
             return None
         _, block, area = min(waiting)
-        taken = [self._slot_point(areas[area], s) for s in range(len(self.SLOTS))]
-        occupied = [any(np.linalg.norm(blocks[j, :2] - point) < 0.03 for j in range(self.num_blocks)) for point in taken]
-        slot = next((s for s, full in enumerate(occupied) if not full), 0)
-        return Push(block, len(self.scene.fixtures) + area, slot)
+        points = [self._slot_point(areas[area], s) for s in range(len(self.SLOTS))]
+        free = [s for s, point in enumerate(points)
+                if not any(np.linalg.norm(blocks[j, :2] - point) < 0.03 for j in range(self.num_blocks))] or [0]
+        # Far row first, but not a slot whose straight push runs into another block (it would be
+        # pushed along, out of the area and beyond).
+        others = [blocks[j, :2] for j in range(self.num_blocks) if j != block]
+        clear = [s for s in free if all(segment_distance(other, blocks[block, :2], points[s]) >= self.CLEAR_PATH
+                                        for other in others)]
+        return Push(block, len(self.scene.fixtures) + area, (clear or free)[0])
 
     def _slot_point(self, area: np.ndarray, slot: int) -> np.ndarray:
         # The areas lie on the far side (+y) of the blocks: the far row is at +y.
@@ -184,7 +221,7 @@ class FixtureOracle:
             self._backing_off = False      # lined up again: square it and push it in afresh
             self._pusher.reset()
         # Hysteresis: once pushing in, only a block well off the funnel lines up again.
-        slack = (0.015 if self.scene.rule == "insert" else 0.005) if self._into_pocket else 0.0
+        slack = self.settings.funnel_slack if self._into_pocket else 0.0
         into_pocket = self._in_funnel(block - place[:2], mouth, pocket, slack)
         if into_pocket != self._into_pocket:
             self._into_pocket = into_pocket
@@ -203,13 +240,13 @@ class FixtureOracle:
         return np.array([*(self._on_axis(block, place, mouth) if into_pocket else front), place[2]])
 
     def _on_axis(self, block: np.ndarray, place: np.ndarray, mouth: np.ndarray) -> np.ndarray:
-        """Pure pursuit of the fixture's axis: aim LOOKAHEAD further in along the axis than the
+        """Pure pursuit of the fixture's axis: aim ``lookahead`` further in along the axis than the
         block is, so a block off the axis is steered onto it (its lateral offset shrinks by e per
-        LOOKAHEAD pushed) before it reaches the mouth; no further in than the pocket centre.
+        ``lookahead`` pushed) before it reaches the mouth; no further in than the pocket centre.
         The goal lies in that heading as far away as the pocket centre, so the push oracle's
         lead (which stops the push at its goal) is not cut short by the lookahead."""
         along = float((block - place[:2]) @ mouth)
-        heading = place[:2] + mouth * max(along - self.LOOKAHEAD, 0.0) - block
+        heading = place[:2] + mouth * max(along - self.settings.lookahead, 0.0) - block
         length = float(np.linalg.norm(heading))
         return block + heading * (max(along, length) / length) if length > 1e-9 else place[:2]
 
@@ -226,13 +263,14 @@ class FixtureOracle:
 
     def _in_funnel(self, offset: np.ndarray, mouth: np.ndarray, pocket: tuple[float, float], slack: float) -> bool:
         """The block (offset from the pocket centre) is in front of the mouth and close enough to
-        the axis to be pushed straight in: laterally within FUNNEL_WIDTH plus FUNNEL_SLOPE of its
-        distance along the axis, or already partly in the pocket."""
+        the axis to be pushed straight in: laterally within the funnel's width plus its slope times
+        the distance along the axis, or already partly in the pocket."""
         along = float(offset @ mouth)
         lateral = abs(float(offset[0] * mouth[1] - offset[1] * mouth[0]))
         if along <= pocket[1] / 2 + self.scene.block_size / 2:      # entering or in the pocket
-            return lateral <= (pocket[0] - self.scene.block_size) / 2 + (0.01 if self.scene.rule == "insert" else 0.0) + slack
-        return lateral <= self.FUNNEL_WIDTH + self.FUNNEL_SLOPE * (along - pocket[1] / 2) + slack
+            return lateral <= (pocket[0] - self.scene.block_size) / 2 + self.settings.mouth_play + slack
+        width, slope = self.settings.funnel
+        return lateral <= width + slope * (along - pocket[1] / 2) + slack
 
     def _entering(self, push: Push, blocks: np.ndarray, places: np.ndarray) -> bool:
         if self.scene.rule == "sort":

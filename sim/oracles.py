@@ -55,8 +55,10 @@ class PushOracle:
     ORIENT_GAIN = np.inf       # m/s per rad of yaw error while orienting: inf = always 0.15 m/s
     CLEARANCE = 0.045    # m: paths closer than this to the block centre detour around it
     DETOUR_RADIUS = 0.055
+    OBSTACLE_STEP = 0.5  # rad round an obstacle's detour circle per move (chord 0.97 radius from it)
     SLIP_ANGLE = 0.6     # rad between pusher->block and block->target while pushing
     SLIP_DISTANCE = 0.06  # m from the block centre while pushing
+    PUSH_SPEED = 0.35    # m/s
 
     def __init__(self, control_hz: float, num_targets: int = 1, tolerance: float = 0.02,
                  waypoint_tolerance: float = 0.001, align_to_target_yaw: bool = False,
@@ -86,6 +88,9 @@ class PushOracle:
         self.transit_speed = transit_speed
         self.stop_at_workspace_edge = stop_at_workspace_edge
         self.observation_keys = ("state",)
+        # Other blocks (x, y rows) the moves to the pre-block point walk around, as the block.
+        self.obstacles = np.zeros((0, 2))
+        self.push_speed = self.PUSH_SPEED     # m/s; a fixture demonstrator slows its last stretch
         self.reset()
 
     def reset(self) -> None:
@@ -148,10 +153,10 @@ class PushOracle:
                 return goal - effector, 0.35
         if self.phase == "push_block":
             if self.push_lead is None:
-                return block - direction * self.TOUCHING - effector, 0.35
+                return block - direction * self.TOUCHING - effector, self.push_speed
             # The pusher's centre sits NEXT_TO_BLOCK behind the block centre while in contact.
             lead = min(self.push_lead, remaining - self.NEXT_TO_BLOCK)
-            return block + direction * lead - effector, 0.35
+            return block + direction * lead - effector, self.push_speed
         # Fine squaring (ORIENT_DONE far below the reference's 0.03 rad) slows down as the error
         # shrinks: at full speed a 4 cm cube turns ~5 deg a step and overshoots.
         speed = 0.15 if np.isinf(self.ORIENT_GAIN) else min(0.15, self.ORIENT_GAIN * abs(yaw_error))
@@ -171,14 +176,29 @@ class PushOracle:
         return angle > self.SLIP_ANGLE or float(np.linalg.norm(to_block)) > self.SLIP_DISTANCE
 
     def _path_around_block(self, block, effector, goal) -> np.ndarray:
-        """Straight to ``goal`` unless that passes through the block: then walk around the
-        block on a circle, in the shorter direction, towards the goal's side."""
-        if segment_distance(block, effector, goal) >= self.CLEARANCE:
+        """Straight to ``goal`` unless that passes through the block (or an obstacle not at the
+        goal): then walk around it on a circle, in the shorter direction, towards the goal's side."""
+        # An obstacle counts when the path comes nearer to it than CLEARANCE and than the pusher
+        # is now, and the goal is not next to it (then the goal's block is pushed past it).
+        in_the_way = [block] if segment_distance(block, effector, goal) < self.CLEARANCE else []
+        in_the_way += [centre for centre in self.obstacles
+                       if segment_distance(centre, effector, goal) < min(self.CLEARANCE, np.linalg.norm(effector - centre) - 0.002)
+                       and np.linalg.norm(goal - centre) >= self.CLEARANCE]
+        if not in_the_way:
             return goal - effector
-        here, there = effector - block, goal - block
+        path = _unit(goal - effector)
+        centre = min(in_the_way, key=lambda point: float(np.dot(point - effector, path)))   # the first met
+        here, there = effector - centre, goal - centre
         turn = float(np.arctan2(here[0] * there[1] - here[1] * there[0], np.dot(here, there)))
-        step = np.sign(turn) * min(abs(turn), self.transit_speed * self.period / self.DETOUR_RADIUS)
-        return block + _rotate(_unit(here), step) * self.DETOUR_RADIUS - effector
+        if centre is block:
+            step = np.sign(turn) * min(abs(turn), self.transit_speed * self.period / self.DETOUR_RADIUS)
+        else:
+            # Onto the circle at a tangent, then round it in steps whose chords keep clear of the
+            # obstacle (the block's own detour, above, is the reference oracle's).
+            distance = float(np.linalg.norm(here))
+            tangent = np.arccos(min(1.0, self.DETOUR_RADIUS / distance)) if distance > self.DETOUR_RADIUS else 0.0
+            step = np.sign(turn) * min(abs(turn), max(tangent, self.OBSTACLE_STEP))
+        return centre + _rotate(_unit(here), step) * self.DETOUR_RADIUS - effector
 
 
 class ParticleOracle:

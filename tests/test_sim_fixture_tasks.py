@@ -10,6 +10,7 @@ from ibc_core.config_io import ConfigError
 from sim.config import FIXTURE_TASKS, load_task_config
 from sim.env import make_world
 from sim.fixture_tasks import FixtureWorld, pocket_fraction, score_blocks
+from sim.oracles import PushOracle, segment_distance
 from sim.rollout import run_episode
 from sim.tasks import OraclePolicy, make_env
 
@@ -158,3 +159,48 @@ def test_the_demonstrator_succeeds_on_99_percent_of_200_seeds(task):
         env.close()
     successes = sum(r.success for r in results)
     assert successes >= 198, (task, successes, [r.seed for r in results if not r.success])
+
+
+def _walk_to_pre_block(pusher: PushOracle, effector: np.ndarray, goal: np.ndarray, block: np.ndarray,
+                       steps: int = 40) -> np.ndarray:
+    """The pusher's moves towards ``goal`` (its pre-block point) as the controller would follow
+    them, one policy step each: [steps + 1, 2] positions, stopping at the goal."""
+    path = [effector]
+    for _ in range(steps):
+        move = pusher._path_around_block(block, path[-1], goal)
+        length = float(np.linalg.norm(move))
+        path.append(path[-1] + move * min(1.0, pusher.transit_speed * pusher.period / max(length, 1e-12)))
+        if np.linalg.norm(path[-1] - goal) < 1e-6:
+            break
+    return np.array(path)
+
+
+def test_moves_between_pushes_walk_around_the_other_blocks():
+    """A block standing on the straight way to the pre-block point is walked around (driving it
+    would push it into the pushed block, or spill a block already placed); one next to the goal
+    is not an obstacle (the push goes past it), and without obstacles the move is straight."""
+    pusher = PushOracle(control_hz=5.0, transit_speed=0.5)
+    block, effector, goal = np.array([0.5, 0.3]), np.array([0.2, 0.0]), np.array([0.4, 0.0])
+    assert np.allclose(_walk_to_pre_block(pusher, effector, goal, block)[-1], goal)
+    pusher.obstacles = np.array([[0.3, 0.005]])
+    path = _walk_to_pre_block(pusher, effector, goal, block)
+    assert np.allclose(path[-1], goal), path[-1]
+    passing = min(segment_distance(pusher.obstacles[0], a, b) for a, b in zip(path[:-1], path[1:]))
+    assert passing >= 0.04, passing           # the pusher (1 cm) never touches the block (2 cm half edge)
+    pusher.obstacles = np.array([[0.42, 0.0]])   # beside the goal: straight there
+    assert len(_walk_to_pre_block(pusher, effector, goal, block)) == 3
+
+
+def test_sorting_picks_a_slot_whose_push_passes_clear_of_the_other_blocks():
+    """The far row first, but not a slot whose straight push runs into a block already in the
+    area (the block pushed would shove it out): here the block below the blue area's near-left
+    slot, which is taken, goes to the near-right slot, the only one with a clear way."""
+    oracle = OraclePolicy(make_env("sort_blue_from_yellow", ["observation_keys=[state]"])).oracle
+    places = np.array([[0.486, 0.191, 0.0], [0.304, 0.195, 0.0]])   # the blue area, the yellow area
+    blocks = np.zeros((8, 3))
+    blocks[:, :2] = [oracle._slot_point(places[0], 2), [0.451, -0.1], [0.25, -0.3], [0.3, -0.33],
+                     [0.28, 0.17], [0.33, 0.17], [0.28, 0.22], [0.33, 0.22]]   # blue x4, then yellow x4 in their area
+    push = oracle._next_sort(blocks, places)
+    assert (push.block, push.place, push.slot) == (1, 0, 3)
+    for slot in (0, 1):      # the far row: its pushes pass the taken slot within CLEAR_PATH
+        assert segment_distance(blocks[0, :2], blocks[1, :2], oracle._slot_point(places[0], slot)) < oracle.CLEAR_PATH

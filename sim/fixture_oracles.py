@@ -34,7 +34,7 @@ class RuleSettings:
     waypoint_tolerance: float   # m: see PushOracle(waypoint_tolerance)
     transit_speed: float        # m/s between pushes: see PushOracle(transit_speed)
     turned_contact: bool        # see PushOracle(turned_contact)
-    orient: tuple[float, float] | None   # (start, done) rad of squaring to the fixture; None: never
+    orient: tuple[float, float]  # (start, done) rad of squaring to the fixture; (inf, inf): never
     funnel_slack: float         # m: once pushing in, only a block this far off the funnel lines up again
     mouth_play: float           # m: extra lateral play allowed to a block entering the pocket
     square_on_the_way: bool     # square to the fixture's yaw on the way to it, not only on its axis
@@ -59,7 +59,7 @@ INSERT = RuleSettings(waypoint_tolerance=0.003, transit_speed=0.3, turned_contac
                       funnel_slack=0.015, mouth_play=0.01, square_on_the_way=True, funnel=(0.001, 0.01), lookahead=0.015,
                       final_orient=(0.012, 0.004, 0.5))
 # An area takes a block at any yaw.
-SORT = RuleSettings(waypoint_tolerance=0.002, transit_speed=0.5, turned_contact=True, orient=None,
+SORT = RuleSettings(waypoint_tolerance=0.002, transit_speed=0.5, turned_contact=True, orient=(np.inf, np.inf),
                     funnel_slack=0.0, mouth_play=0.0, square_on_the_way=False)
 SETTINGS = {"own_fixture": LOOSE_FIXTURE, "any_fixture": LOOSE_FIXTURE, "insert": INSERT, "sort": SORT}
 
@@ -108,7 +108,7 @@ class FixtureOracle:
         return pusher
 
     def _set_orient(self, pusher: PushOracle, final: bool) -> None:
-        start, done, gain = self.settings.final_orient if final else (*(self.settings.orient or (np.inf, np.inf)), np.inf)
+        start, done, gain = self.settings.final_orient if final else (*self.settings.orient, np.inf)
         pusher.ORIENT_START, pusher.ORIENT_DONE, pusher.ORIENT_GAIN = start, done, gain
 
     # -- state ---------------------------------------------------------------------------

@@ -104,9 +104,16 @@ class ConsolePage:
         from selenium.webdriver.common.action_chains import ActionChains
         ActionChains(self.driver, duration=0).move_to_element_with_offset(self.canvas, *self._offset(uv)).click().perform()
 
-    def press(self, action: str) -> None:
-        """Click the page's button for ``action`` (start, stop, discard, success, next_scene, estop...)."""
-        self.driver.find_element("css selector", f'button[data-action="{action}"]').click()
+    def press(self, action: str, timeout: float = 30.0) -> None:
+        """Click the page's button for ``action`` (start, stop, discard, success, next_scene, estop...)
+        once it is enabled, as an operator would: the page greys a button until its node is discovered."""
+        button = self.driver.find_element("css selector", f'button[data-action="{action}"]')
+        self.wait(button.is_enabled, timeout, f"the {action} button enabled")
+        button.click()
+
+    def messages(self) -> list[str]:
+        """The page's message log, newest first (replies and refusals of the buttons)."""
+        return self.js("return logLines.slice()")
 
     def send_raw(self, message: object) -> None:
         """Send a message on the page's own WebSocket, as a misbehaving page would."""

@@ -168,9 +168,16 @@ def test_console_streams_drags_records_calibrates_and_stops_on_a_lost_page(tmp_p
             assert page.state()["overlay"]["outline"] == [[round(float(c), 1) for c in homography.to_pixel(xy, (320, 180))]
                                                           for xy in corners]
 
-            # Start recording from the page's button.
+            # Every node of the stack is discovered: the page greys no button.
+            page.wait(lambda: (page.state() or {}).get("unavailable") == [], 60, "every button's service discovered")
+            # Start recording from the page's button (this client hears the recorder's volatile events
+            # only once matched with its publisher).
+            wait_for(lambda: client.publishers_matched("recorder/events") > 0, 60, "recorder/events matched")
             page.press("start")
-            wait_for(lambda: any(decode_event(e.data)["event"] == "start" for e in events), 30, "recorder start")
+            try:
+                wait_for(lambda: any(decode_event(e.data)["event"] == "start" for e in events), 30, "recorder start")
+            except TimeoutError as exc:
+                raise AssertionError(f"{exc}; the page said: {page.messages()}") from exc
             # A drag: press at the start position, move 6 cm along +x and 3 cm along -y.
             first_sent = len(sent)
             page.point(tuple(homography.to_pixel(start, (320, 180))))
@@ -340,6 +347,8 @@ def test_the_monitor_console_of_real_push_shows_the_policy(tiny_pixel_checkpoint
         assert not page.driver.find_element("id", "recorder-panel").is_displayed()
         assert not page.driver.find_element("css selector", 'button[data-action="start"]').is_displayed()
         page.send_raw({"type": "pointer", "u": 10, "v": 10})
+        # E-STOP is never greyed; its reply says "not available" until the controller is discovered.
+        page.wait(lambda: (page.state() or {}).get("unavailable") == [], 60, "the controller's services discovered")
         page.press("estop")
         page.wait(lambda: (page.state() or {}).get("estop") is True, 30, "the e-stop latched on the page")
         assert "E-STOP latched" in log.read_text()

@@ -175,7 +175,11 @@ class ConsoleNode(Node):
                 "policy": None if latency is None else {"latency_ms": latency * 1e3,
                                                         "inference_ms": None if inference is None else inference * 1e3},
                 "rates": {topic: round(meter.rate(), 1) for topic, meter in self.rates.items()},
-                "overlay": self._overlay(), "corners": self.corners, "mapping": self.config.mapping}
+                "overlay": self._overlay(), "corners": self.corners, "mapping": self.config.mapping,
+                # Buttons whose node is not (yet) discovered: the page greys them instead of
+                # letting the operator press into "not available".
+                "unavailable": sorted(action for action in self.config.allowed_actions()
+                                      if not self.service_clients[action].service_is_ready())}
 
     def _overlay(self) -> dict[str, Any] | None:
         size = self.server.image_size

@@ -134,8 +134,13 @@ function onState(message) {
     `console ${clientId}: watching (console ${holder} holds control)`, inControl ? "ok" : "warn");
   document.querySelectorAll("button[data-action]").forEach(button => {
     const action = button.dataset.action;
+    const unavailable = (message.unavailable || []).includes(action);
     button.hidden = !message.actions.includes(action);
-    button.disabled = action !== "estop" && !inControl;
+    // E-STOP stays pressable whatever the seat or discovery state says (a refusal is shown, not hidden).
+    button.disabled = action !== "estop" && (!inControl || unavailable);
+    button.classList.toggle("unavailable", unavailable);
+    if (button.dataset.title === undefined) button.dataset.title = button.title;
+    button.title = unavailable ? `${action}: its node is not running (yet)` : button.dataset.title;
   });
   document.getElementById("calibrate").hidden = message.role !== "teleop";
   document.getElementById("calibrate").disabled = !inControl;

@@ -40,6 +40,8 @@ class PushEnv:
                              f"{config.control_hz} Hz")
         self.action_low = -np.full(2, cc.max_setpoint_step)
         self.action_high = np.full(2, cc.max_setpoint_step)
+        self._period_ns = round(cc.period_s * 1e9)
+        self._clock_origin_ns: int | None = None
         self.steps = 0
         self._tick = 0
 
@@ -51,12 +53,25 @@ class PushEnv:
         self.world.close()
         self.controller.ik.close()
 
-    def reset(self, seed: int) -> dict[str, np.ndarray]:
+    def reset(self, seed: int, clock_origin_ns: int | None = None) -> dict[str, np.ndarray]:
+        """The scene of ``seed``; the controller runs on times tick * period from 0. With
+        ``clock_origin_ns`` it runs on the ROS sim stack's clock instead: the episode's first
+        frame at that instant, the controller reset one tick before it, times in integer
+        nanoseconds converted as the controller node converts its stamps. Same physics, same
+        arm - but t differs in its last bits from tick * period, and a contact-rich episode
+        amplifies that: the origin makes an episode through ROS reproducible here bit for bit."""
         self.world.reset(seed)
-        self.controller.reset(t=0.0)
+        self._clock_origin_ns = clock_origin_ns
         self.steps = 0
         self._tick = 0
+        self.controller.reset(t=self._time(0 if clock_origin_ns is None else -1))
         return self.observation()
+
+    def _time(self, tick: int) -> float:
+        """Controller time (s) of ``tick`` (see reset)."""
+        if self._clock_origin_ns is None:
+            return tick * self.world.controller_config.period_s
+        return (self._clock_origin_ns + tick * self._period_ns) * 1e-9
 
     def step(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], bool, dict]:
         """Apply one (dx, dy) setpoint delta for one policy period. Returns (observation,
@@ -65,11 +80,11 @@ class PushEnv:
         if action.shape != (2,) or not np.all(np.isfinite(action)):
             raise ValueError(f"action must be 2 finite numbers (dx, dy), got {action!r}")
         period = self.world.controller_config.period_s
-        self.controller.on_setpoint_delta(action, self._tick * period)
+        self.controller.on_setpoint_delta(action, self._time(self._tick))
         for _ in range(self.ticks_per_step):
             self._tick += 1
-            joints, _ = self.controller.step(self._tick * period)
-            self.world.apply_joint_command(joints, self._tick * period)
+            joints, _ = self.controller.step(self._time(self._tick))
+            self.world.apply_joint_command(joints, self._time(self._tick))
             self.world.step(period)
         self.steps += 1
         status = self.world.task_status()
